@@ -1,0 +1,1 @@
+"""Benchmarks, runnable as modules (e.g. ``python -m bench.matching``)."""

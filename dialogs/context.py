@@ -1,0 +1,50 @@
+"""What a flow's callables see: who is talking, the values collected so far, storage, the clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dialogs.model import ExternalId, OutMessage
+from storage.models import Account, Member
+from storage.unit_of_work import UnitOfWork
+
+
+@dataclass
+class Ctx:
+    """The context of one event, handed to texts, actions, choice sources and validators."""
+
+    who: ExternalId
+    data: dict[str, Any]
+    uow: UnitOfWork
+    now: datetime
+    config: Any = None
+    query: str | None = None
+    said: list[OutMessage] = field(default_factory=list)
+    _account: Account | None = None
+    _member: Member | None = None
+    _loaded: bool = False
+
+    async def account(self) -> Account | None:
+        """The account of this channel identity, if one was created (after consent)."""
+        await self._load()
+        return self._account
+
+    async def member(self) -> Member | None:
+        """The registered member behind this account, if any."""
+        await self._load()
+        return self._member
+
+    async def _load(self) -> None:
+        if not self._loaded:
+            self._account, self._member = await self.uow.accounts.with_member(self.who)
+            self._loaded = True
+
+    def forget_cached(self) -> None:
+        """Drop the cached account and member after an action changed them."""
+        self._loaded = False
+
+    def say(self, text: str) -> None:
+        """Send a message before the next screen (a confirmation, a warning)."""
+        self.said.append(OutMessage(text=text))

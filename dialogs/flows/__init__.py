@@ -1,0 +1,1 @@
+"""One module per conversation; the user-facing Russian texts live here."""

@@ -1,0 +1,1 @@
+"""Questionnaires: the YAML schema, the loader and the shipped questionnaire files."""

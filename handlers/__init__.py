@@ -1,0 +1,1 @@
+"""Messenger-facing handlers (Telegram, VK, console)."""

@@ -1,0 +1,1 @@
+"""VK adapter: vk-api session, long poll and message delivery."""

@@ -1,0 +1,1 @@
+"""Background work: scheduled jobs, the broadcaster and its senders."""

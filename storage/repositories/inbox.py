@@ -1,0 +1,69 @@
+"""The journal of incoming updates: recorded before they are acknowledged, emptied once handled.
+
+A duplicate delivery (same transport and update id) is recognised by the primary key; a
+crash between recording and handling leaves the row pending, and it is replayed at start.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import InboxUpdate, utcnow
+
+TABLE = InboxUpdate.__table__
+_counter = itertools.count()
+
+
+def next_seq() -> int:
+    """A monotonic sequence number for ordering replays (microseconds plus a tie-breaker)."""
+    return time.time_ns() // 1000 * 1000 + next(_counter) % 1000
+
+
+class InboxRepository:
+    """Record, find and mark incoming updates."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def record(self, transport: str, update_id: str, payload: str | None) -> bool:
+        """Journal an update; False when it was seen before (a duplicate delivery)."""
+        insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
+        statement = (
+            insert(TABLE)
+            .values(transport=transport, update_id=update_id, seq=next_seq(), payload=payload, received_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["transport", "update_id"])
+        )
+        result = await self.session.execute(statement)
+        return result.rowcount == 1
+
+    async def is_handled(self, transport: str, update_id: str) -> bool:
+        row = (
+            await self.session.execute(
+                select(TABLE.c.handled_at).where(TABLE.c.transport == transport, TABLE.c.update_id == update_id)
+            )
+        ).first()
+        return row is not None and row.handled_at is not None
+
+    async def mark_handled(self, transport: str, update_id: str) -> None:
+        """Mark handled and drop the raw payload: the journal keeps updates only until handled."""
+        await self.session.execute(
+            update(TABLE)
+            .where(TABLE.c.transport == transport, TABLE.c.update_id == update_id)
+            .values(handled_at=utcnow(), payload=None)
+        )
+
+    async def pending(self, transport: str, limit: int = 1000) -> list[tuple[str, str]]:
+        """Updates recorded but not handled (after a crash), oldest first: (update id, payload)."""
+        rows = await self.session.execute(
+            select(TABLE.c.update_id, TABLE.c.payload)
+            .where(TABLE.c.transport == transport, TABLE.c.handled_at.is_(None))
+            .order_by(TABLE.c.seq)
+            .limit(limit)
+        )
+        return [(row.update_id, row.payload) for row in rows]

@@ -1,0 +1,1 @@
+"""Use cases: verbs over a unit of work; callers commit."""

@@ -1,0 +1,68 @@
+"""A unit of work: one session, its repositories, one explicit commit.
+
+Services never commit: whoever opened the unit (the dialog engine for an update, a command,
+a scheduled job) commits once at the end, so an update's effects land together or not at all.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.repositories.accounts import AccountRepository
+from storage.repositories.conversations import ConversationRepository
+from storage.repositories.inbox import InboxRepository
+from storage.repositories.members import MemberRepository
+from storage.repositories.reference import ReferenceRepository
+
+
+class UnitOfWork:
+    """Repositories over one session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.accounts = AccountRepository(session)
+        self.members = MemberRepository(session)
+        self.reference = ReferenceRepository(session)
+        self.conversations = ConversationRepository(session)
+        self.inbox = InboxRepository(session)
+
+    @property
+    def dialect(self) -> str:
+        return self.session.bind.dialect.name
+
+    async def commit(self) -> None:
+        await self.session.commit()
+
+    async def rollback(self) -> None:
+        await self.session.rollback()
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+
+class Database:
+    """The session factory; `unit()` opens a unit of work as an async context manager."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    def unit(self) -> "_UnitContext":
+        return _UnitContext(self.sessions)
+
+
+class _UnitContext:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._session: AsyncSession | None = None
+
+    async def __aenter__(self) -> UnitOfWork:
+        self._session = self._sessions()
+        return UnitOfWork(self._session)
+
+    async def __aexit__(self, *exc) -> None:
+        assert self._session is not None
+        try:
+            if exc[0] is not None or self._session.in_transaction():
+                await self._session.rollback()
+        finally:
+            await self._session.close()
