@@ -5,6 +5,10 @@ from __future__ import annotations
 from dialogs.context import Ctx
 from dialogs.engine import Command, Registry, check_flow
 from dialogs.flows import menu, onboarding, registration
+
+# Each feature module exposes FLOWS (a list of Flow) and may expose COMMANDS (a list of Command);
+# importing it also registers its main-menu entries.
+FEATURES = [onboarding, registration, menu]
 from storage.services import consent as consent_service
 
 
@@ -16,16 +20,10 @@ async def has_consent(ctx: Ctx) -> bool:
 def build_registry() -> Registry:
     """All flows and commands of the bot."""
     registry = Registry(entry="start", consent_flow="consent", member_flow="registration", consent_check=has_consent)
-    registry.add(
-        onboarding.START,
-        onboarding.CONSENT,
-        onboarding.PUBLIC,
-        registration.REGISTRATION,
-        menu.MAIN_MENU,
-        menu.PROFILE,
-        menu.CONFIRM_MENTORS,
-        menu.HELP_FLOW,
-    )
+    for feature in FEATURES:
+        registry.add(*feature.FLOWS)
+        for command in getattr(feature, "COMMANDS", []):
+            registry.command(command)
     registry.command(Command("start", "flow:start", description="Начать или продолжить"))
     registry.command(Command("menu", "flow:menu", description="Главное меню"))
     registry.command(Command("profile", "flow:profile", description="Мой профиль"))

@@ -759,7 +759,8 @@ class Broadcaster:
                     log.warning("broadcast: %s: flood wait too long, giving up for now", msg.key)
                     return Outcome.FAILED, None
                 if chat_wait > 0:
-                    if holding:
+                    # A flood retry keeps its slot (see above); others free it while waiting.
+                    if holding and priority != _URGENT:
                         self._concurrency.release()
                         holding = False
                     await self._sleep(chat_wait)
@@ -770,6 +771,8 @@ class Broadcaster:
                     holding = True
                 released = await pacer.acquire(priority)
                 self._check_live(run)
+                if msg.transport in run.dead:  # found out while this message waited
+                    return Outcome.FAILED, None
                 per_chat = self._limits[msg.transport].per_chat_per_second
                 if per_chat is not None:
                     self._set_chat_next(chat, released + 1.0 / per_chat)

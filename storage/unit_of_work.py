@@ -62,7 +62,8 @@ class _UnitContext:
     async def __aexit__(self, *exc) -> None:
         assert self._session is not None
         try:
-            if exc[0] is not None or self._session.in_transaction():
+            if exc[0] is not None:
                 await self._session.rollback()
         finally:
+            # Closing ends an uncommitted transaction without expiring what was read.
             await self._session.close()

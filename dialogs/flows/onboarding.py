@@ -193,3 +193,5 @@ PUBLIC = Flow(
         Screen("help", text=HELP, buttons=[Button("Назад", "home", go="home")], cancel=False, back=False),
     ],
 )
+
+FLOWS = [START, CONSENT, PUBLIC]

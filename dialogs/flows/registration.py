@@ -231,3 +231,5 @@ REGISTRATION = Flow(
         ),
     ],
 )
+
+FLOWS = [REGISTRATION]

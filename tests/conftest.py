@@ -1,0 +1,105 @@
+"""Shared fixtures: real databases (SQLite always, PostgreSQL with --postgres), engine, clock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from dialogs.engine import DialogEngine
+from dialogs.registry import build_registry
+from storage.db import create_engine, session_factory
+from storage.migrate import upgrade
+from storage.services.reference import ensure_demo_reference
+from storage.unit_of_work import Database
+from tests.support.driver import EngineChat
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--postgres",
+        default=os.environ.get("TEST_POSTGRES_URL"),
+        help="PostgreSQL admin URL (postgresql+asyncpg://user@host:port/postgres); storage tests also run there",
+    )
+
+
+def pytest_configure(config) -> None:
+    if os.environ.get("CI") and not config.getoption("--postgres"):
+        raise pytest.UsageError("CI must run the PostgreSQL tests: pass --postgres or set TEST_POSTGRES_URL")
+
+
+def pytest_generate_tests(metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        backends = ["sqlite"]
+        if metafunc.config.getoption("--postgres"):
+            backends.append("postgres")
+        metafunc.parametrize("backend", backends)
+
+
+class FakeClock:
+    """Time passed in, not patched: tests move it by hand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def database_url(backend, tmp_path, request):
+    """A fresh, migrated database URL for one test."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    admin_url = request.config.getoption("--postgres")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    async with admin.connect() as connection:
+        await connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.dispose()
+
+
+@pytest.fixture
+async def db(database_url):
+    """A migrated database with the demo reference data."""
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    database = Database(session_factory(engine))
+    async with database.unit() as uow:
+        await ensure_demo_reference(uow)
+        await uow.commit()
+    database.engine = engine
+    yield database
+    await engine.dispose()
+
+
+@pytest.fixture
+def engine(db, clock) -> DialogEngine:
+    return DialogEngine(db, build_registry(), clock=clock)
+
+
+@pytest.fixture
+def chat(engine):
+    """A factory of people talking to the engine: `chat(user_id)`."""
+
+    def make(user_id: str | int = 1001, transport: str = "console") -> EngineChat:
+        return EngineChat(engine, user_id, transport)
+
+    return make
