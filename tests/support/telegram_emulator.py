@@ -25,10 +25,12 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import hashlib
 import itertools
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections import deque
@@ -87,7 +89,8 @@ def ensure_node_modules() -> Path:
     if marker.exists():
         return LAUNCHER_DIR
     npm = _require_tool("npm")
-    with _install_lock, _file_lock(LAUNCHER_DIR / ".npm-install.lock"):
+    lock_path = Path(tempfile.gettempdir()) / f"tg-emulator-npm-{hashlib.sha1(str(LAUNCHER_DIR).encode()).hexdigest()[:12]}.lock"
+    with _install_lock, _file_lock(lock_path):
         if marker.exists():
             return LAUNCHER_DIR
         has_lock = (LAUNCHER_DIR / "package-lock.json").exists()
