@@ -203,6 +203,10 @@ class _Run:
         if event.name == "__show__":
             return await self.reply()
         command = self.registry.commands.get(event.name)
+        if event.name == "__go__" and event.args in self.registry.flows:
+            # A button on a scheduled message (a reminder, an invitation) opens a flow.
+            command = Command("__go__", f"flow:{event.args}")
+            event = m.CommandEvent("__go__")
         if command is None:
             self.ctx.say(T.UNKNOWN_COMMAND)
             if self.state.flow:

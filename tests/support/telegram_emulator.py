@@ -380,8 +380,7 @@ class TelegramEmulator:
     async def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._http is None or self._http.closed or self._http_loop is not loop:
-            if self._http is not None and not self._http.closed and self._http_loop is loop:
-                await self._http.close()
+            # a session is bound to its event loop: make a new one when the loop changes
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
             self._http_loop = loop
         return self._http

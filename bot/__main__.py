@@ -1,0 +1,216 @@
+"""Command line: `python -m bot run | chat | migrate | import-schools | invite | ...` (`--help` on each)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from bot.settings import Settings, SettingsError, load_settings
+
+NO_CHANNEL = (
+    "No channel is configured: set TELEGRAM__TOKEN (from @BotFather) or VK__TOKEN and VK__GROUP_ID "
+    "in the environment or .env to connect the bot."
+)
+
+
+def configure_logging(level: str) -> None:
+    """Log ids and events only; handlers never log message texts or names."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    """Serve every configured channel; without one, a console chat in a terminal."""
+    from bot.wiring import build_app, build_telegram
+
+    has_telegram = settings.telegram.token is not None
+    has_vk = settings.vk.token is not None and settings.vk.group_id is not None
+    if not (has_telegram or has_vk):
+        print(NO_CHANNEL, file=sys.stderr)
+        if not sys.stdin.isatty():
+            return 2
+        print("Starting the console channel on the demo data (type /quit to leave).", file=sys.stderr)
+        return await cmd_chat(settings, args)
+    app = await build_app(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for name in ("SIGINT", "SIGTERM"):
+        try:
+            loop.add_signal_handler(getattr(signal, name), stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            pass
+    runners: list[asyncio.Task] = []
+    stoppers = []
+    if has_telegram:
+        bot, _dispatcher, polling = build_telegram(app)
+        runners.append(asyncio.create_task(polling.run(), name="telegram"))
+        stoppers.append(polling.stop)
+        logging.getLogger(__name__).info("telegram channel started")
+    if has_vk:
+        try:
+            from handlers.vk.adapter import build_vk_adapter
+        except ImportError:
+            print("VK is configured, but this build has no VK adapter yet.", file=sys.stderr)
+        else:
+            adapter = build_vk_adapter(settings, app.engine, app.db)
+            await adapter.start()
+            app.closers.append(adapter.stop)
+    scheduler = _start_scheduler(app)
+    await stop.wait()
+    for stopper in stoppers:
+        stopper()
+    await asyncio.gather(*runners, return_exceptions=True)
+    if scheduler is not None:
+        scheduler.shutdown(wait=False)
+    await app.close()
+    return 0
+
+
+def _start_scheduler(app):
+    """The scheduler of background jobs, when this build has it."""
+    try:
+        from scheduler.jobs import start_for_app
+    except ImportError:
+        return None
+    return start_for_app(app)
+
+
+async def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
+    """The console channel: the same flows in the terminal."""
+    from bot.wiring import build_app
+    from handlers.console.chat import console_chat
+
+    app = await build_app(settings)
+    try:
+        await console_chat(app.engine, getattr(args, "user", None) or "console-demo")
+    finally:
+        await app.close()
+    return 0
+
+
+async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.db import create_engine
+    from storage.migrate import downgrade, upgrade
+
+    engine = create_engine(settings.db.url)
+    try:
+        if args.revision.startswith("-") or args.downgrade:
+            await downgrade(engine, args.revision)
+        else:
+            await upgrade(engine, args.revision)
+    finally:
+        await engine.dispose()
+    print(f"database at {args.revision}")
+    return 0
+
+
+async def cmd_import_schools(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.wiring import build_app
+    from storage.services.reference import ReferenceError, import_reference
+
+    app = await build_app(settings.model_copy(update={"demo_data": False}))
+    try:
+        async with app.db.unit() as uow:
+            try:
+                report = await import_reference(uow, Path(args.file), municipality_code=args.municipality)
+            except (ReferenceError, OSError) as error:
+                print(f"import failed, nothing saved: {error}", file=sys.stderr)
+                return 1
+            await uow.commit()
+    finally:
+        await app.close()
+    print(f"imported: {report.municipalities} new municipalities, {report.organisations} new organisations")
+    return 0
+
+
+async def cmd_invite(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.wiring import build_app
+    from storage.models import utcnow
+    from storage.services.errors import NotFound
+    from storage.services.invites import create_invite
+
+    app = await build_app(settings)
+    try:
+        async with app.db.unit() as uow:
+            try:
+                code = await create_invite(
+                    uow, role=args.role, now=utcnow(), municipality_code=args.municipality,
+                    region=args.region, days=args.days,
+                )
+            except (ValueError, NotFound) as error:
+                print(f"no invite created: {error}", file=sys.stderr)
+                return 1
+            await uow.commit()
+    finally:
+        await app.close()
+    print(f"invite code for {args.role} (single use, valid {args.days} days): {code}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m bot", description="ММС bot for young teachers and mentors")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="serve the configured channels (Telegram, VK); console if none")
+    run.set_defaults(handler=cmd_run)
+
+    chat = commands.add_parser("chat", help="talk to the bot in this terminal as a demo user")
+    chat.add_argument("--user", default="console-demo", help="the console user id (default: console-demo)")
+    chat.set_defaults(handler=cmd_chat)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations (also done at start)")
+    migrate.add_argument("revision", nargs="?", default="heads", help="target revision (default: heads)")
+    migrate.add_argument("--downgrade", action="store_true", help="go down to the revision")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    schools = commands.add_parser(
+        "import-schools", help="load municipalities and organisations from YAML, or organisations from CSV"
+    )
+    schools.add_argument("file", help="a .yaml (municipalities with organisations) or .csv (municipality,name,kind)")
+    schools.add_argument("--municipality", help="municipality code for CSV rows without one")
+    schools.set_defaults(handler=cmd_import_schools)
+
+    invite = commands.add_parser("invite", help="create a single-use invite code for a coordinator/regional/admin")
+    invite.add_argument("--role", required=True, choices=["coordinator", "regional", "admin"])
+    invite.add_argument("--municipality", help="municipality code (coordinators)")
+    invite.add_argument("--region", help="region name (regional coordinators)")
+    invite.add_argument("--days", type=int, default=14, help="days the code stays valid (default 14)")
+    invite.set_defaults(handler=cmd_invite)
+
+    for extend in _extensions():
+        extend(commands)
+    return root
+
+
+def _extensions():
+    """Commands contributed by feature modules (questionnaires, events, digests...)."""
+    found = []
+    for module_name in ("bot.commands_surveys", "bot.commands_events", "bot.commands_digest", "bot.commands_data"):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ImportError:
+            continue
+        register = getattr(module, "register", None)
+        if register is not None:
+            found.append(register)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    return asyncio.run(args.handler(settings, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

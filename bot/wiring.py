@@ -1,0 +1,72 @@
+"""Build the bot's parts from settings: database, engine, channels, scheduler."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.settings import Settings
+from dialogs.engine import DialogEngine
+from dialogs.registry import build_registry
+from storage.db import create_engine, session_factory
+from storage.migrate import upgrade
+from storage.models import utcnow
+from storage.services.reference import ensure_demo_reference
+from storage.unit_of_work import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    """Everything a running bot needs, built once from settings and passed down."""
+
+    settings: Settings
+    sql: AsyncEngine
+    db: Database
+    engine: DialogEngine
+    clock: Callable[[], datetime] = utcnow
+    closers: list = field(default_factory=list)
+
+    async def close(self) -> None:
+        for close in reversed(self.closers):
+            await close()
+        await self.sql.dispose()
+
+
+async def build_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow, migrate: bool = True) -> App:
+    """Create the database (migrated, with demo data on a fresh install) and the dialog engine."""
+    sql = create_engine(settings.db.url, echo=settings.db.echo)
+    if migrate:
+        await upgrade(sql)
+    db = Database(session_factory(sql))
+    if settings.demo_data:
+        async with db.unit() as uow:
+            if await ensure_demo_reference(uow):
+                log.info("loaded the demo reference data (municipalities and organisations)")
+            await uow.commit()
+    engine = DialogEngine(db, build_registry(), config=settings, clock=clock)
+    return App(settings=settings, sql=sql, db=db, engine=engine, clock=clock)
+
+
+def build_telegram(app: App):
+    """The aiogram Bot, Dispatcher with our router, and the durable polling loop."""
+    from aiogram import Dispatcher
+
+    from handlers.telegram.polling import DurablePolling
+    from handlers.telegram.router import build_router
+    from handlers.telegram.session import build_bot
+
+    token = app.settings.telegram.token
+    assert token is not None
+    bot = build_bot(token.get_secret_value(), app.settings.telegram.api_base_url)
+    dispatcher = Dispatcher()
+    dispatcher["engine"] = app.engine
+    dispatcher.include_router(build_router())
+    polling = DurablePolling(bot, dispatcher, app.db, timeout=app.settings.telegram.polling_timeout)
+    app.closers.append(bot.session.close)
+    return bot, dispatcher, polling

@@ -1,0 +1,128 @@
+"""Long polling that loses nothing: updates are journaled before they are acknowledged.
+
+aiogram's own polling confirms an update (by asking for the next offset) while its handler may
+still be running, so a crash would lose it. Here every batch is first written to the inbox
+table, then acknowledged, then handled; at start the journal's unhandled rows are replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiogram import Bot, Dispatcher
+from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.types import Update
+
+from storage.unit_of_work import Database
+
+log = logging.getLogger(__name__)
+TRANSPORT = "telegram"
+ALLOWED = ["message", "callback_query"]
+
+
+class DurablePolling:
+    """getUpdates → journal → acknowledge → handle (concurrently across users, in order per user)."""
+
+    def __init__(self, bot: Bot, dispatcher: Dispatcher, db: Database, *, timeout: int = 25, concurrency: int = 64) -> None:
+        self.bot = bot
+        self.dispatcher = dispatcher
+        self.db = db
+        self.timeout = timeout
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task] = set()
+        self._stopping = asyncio.Event()
+        self.handled = 0
+
+    async def replay_pending(self) -> int:
+        """Handle what was journaled but not handled before the last stop (or crash)."""
+        async with self.db.unit() as uow:
+            pending = await uow.inbox.pending(TRANSPORT)
+        for _update_id, payload in pending:
+            if payload:
+                await self._spawn(Update.model_validate_json(payload))
+        if pending:
+            log.info("replaying %d journaled updates", len(pending))
+        return len(pending)
+
+    async def run(self) -> None:
+        """Poll until `stop()`; then wait for the updates in flight."""
+        await self.bot.delete_webhook(drop_pending_updates=False)
+        await self.replay_pending()
+        offset: int | None = None
+        backoff = 1.0
+        while not self._stopping.is_set():
+            try:
+                updates = await self._get_updates(offset)
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except TelegramRetryAfter as error:
+                await self._sleep(error.retry_after)
+                continue
+            except (TelegramNetworkError, TelegramServerError, OSError) as error:
+                log.warning("getUpdates failed (%s); retrying in %.0f s", type(error).__name__, backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            if updates is None:
+                break
+            if not updates:
+                continue
+            fresh = await self._journal(updates)
+            offset = updates[-1].update_id + 1  # acknowledged only now, after the journal commit
+            for update in fresh:
+                await self._spawn(update)
+        await self.drain()
+
+    async def _get_updates(self, offset: int | None) -> list[Update] | None:
+        request = asyncio.ensure_future(
+            self.bot.get_updates(offset=offset, timeout=self.timeout, allowed_updates=ALLOWED)
+        )
+        stop = asyncio.ensure_future(self._stopping.wait())
+        done, _ = await asyncio.wait({request, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if request in done:
+            stop.cancel()
+            return request.result()
+        request.cancel()
+        return None
+
+    async def _journal(self, updates: list[Update]) -> list[Update]:
+        """Record a batch; return the updates never seen before (duplicates are dropped here)."""
+        fresh: list[Update] = []
+        async with self.db.unit() as uow:
+            for update in updates:
+                payload = update.model_dump_json(exclude_none=True)
+                if await uow.inbox.record(TRANSPORT, str(update.update_id), payload):
+                    fresh.append(update)
+            await uow.commit()
+        return fresh
+
+    async def _spawn(self, update: Update) -> None:
+        await self._slots.acquire()
+        task = asyncio.create_task(self._handle(update))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, update: Update) -> None:
+        try:
+            await self.dispatcher.feed_update(self.bot, update)
+            self.handled += 1
+        except Exception:
+            log.exception("update %s failed in the adapter", update.update_id)
+        finally:
+            self._slots.release()
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def drain(self) -> None:
+        """Finish the updates in flight (graceful shutdown)."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
