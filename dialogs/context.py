@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from dialogs.model import ExternalId, OutMessage
@@ -44,6 +44,13 @@ class Ctx:
     def forget_cached(self) -> None:
         """Drop the cached account and member after an action changed them."""
         self._loaded = False
+        self._account = self._member = None
+
+    def touch(self) -> None:
+        """Note the member's activity (at most twice a day: it drives the retention period)."""
+        member = self._member
+        if member is not None and self.now - member.last_seen_at > timedelta(hours=12):
+            member.last_seen_at = self.now
 
     def say(self, text: str) -> None:
         """Send a message before the next screen (a confirmation, a warning)."""

@@ -117,6 +117,7 @@ class DialogEngine:
                 ctx = Ctx(who=who, data={}, uow=uow, now=self.clock(), config=self.config)
                 run = _Run(self, ctx)
                 reply = await run.dispatch(state, event)
+                ctx.touch()
                 await uow.conversations.save(who.transport, who.user_id, run.state)
                 if update_id is not None:
                     await uow.inbox.mark_handled(who.transport, update_id)

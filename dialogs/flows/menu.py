@@ -170,6 +170,7 @@ PROFILE = Flow(
                 Button("Изменить предметную область", "subject", go="subject", show_if=is_practitioner),
                 Button("Изменить год начала работы", "start_year", go="start_year", show_if=is_practitioner),
                 Button("Изменить год рождения", "birth_year", go="birth_year", show_if=is_practitioner),
+                Button("Мои данные и их удаление", "data", go="flow:mydata"),
                 Button("В меню", "menu", go="flow:menu"),
             ],
             back=False,
