@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dialogs.context import Ctx
 from dialogs.engine import Command, Registry, check_flow
-from dialogs.flows import menu, onboarding, registration
+from dialogs.flows import menu, onboarding, privacy, registration
 
 # Each feature module exposes FLOWS (a list of Flow) and may expose COMMANDS (a list of Command);
 # importing it also registers its main-menu entries.
-FEATURES = [onboarding, registration, menu]
+FEATURES = [onboarding, registration, menu, privacy]
 from storage.services import consent as consent_service
 
 
