@@ -44,31 +44,71 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             loop.add_signal_handler(getattr(signal, name), stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
+    await serve_channels(app, stop)
+    return 0
+
+
+async def serve_channels(app, stop: asyncio.Event) -> None:
+    """Start the configured channels, the HTTP side and the scheduler; on `stop` shut down gracefully:
+    stop taking updates, finish those in flight, then stop the scheduler (the outbox stays consistent:
+    every row is marked right after its send)."""
+    from bot.wiring import build_telegram
+    from handlers.web import build_web_app, serve
+
+    settings = app.settings
+    log = logging.getLogger(__name__)
     runners: list[asyncio.Task] = []
-    stoppers = []
-    if has_telegram:
-        bot, _dispatcher, polling = build_telegram(app)
-        runners.append(asyncio.create_task(polling.run(), name="telegram"))
-        stoppers.append(polling.stop)
-        logging.getLogger(__name__).info("telegram channel started")
-    if has_vk:
+    intakes = []
+    channels: dict[str, object] = {}
+    web_app = build_web_app(app.db, channels)
+    if settings.telegram.token is not None:
+        bot, _dispatcher, intake = build_telegram(app)
+        intakes.append(intake)
+        if settings.telegram.mode == "webhook":
+            from handlers.telegram.polling import ALLOWED
+            from handlers.telegram.webhook import WEBHOOK_PATH
+
+            intake.install(web_app)
+            await intake.replay_pending()
+            await bot.set_webhook(
+                settings.telegram.webhook_url.rstrip("/") + WEBHOOK_PATH,
+                secret_token=settings.telegram.webhook_secret.get_secret_value(),
+                allowed_updates=ALLOWED,
+            )
+            channels["telegram"] = lambda: not intake._stopping.is_set()
+        else:
+            task = asyncio.create_task(intake.run(), name="telegram")
+            runners.append(task)
+            channels["telegram"] = lambda: not task.done()
+        log.info("telegram channel started (%s)", settings.telegram.mode)
+    if settings.vk.token is not None and settings.vk.group_id is not None:
         try:
             from handlers.vk.adapter import build_vk_adapter
         except ImportError:
-            print("VK is configured, but this build has no VK adapter yet.", file=sys.stderr)
+            log.error("VK is configured, but this build has no VK adapter")
         else:
             adapter = build_vk_adapter(settings, app.engine, app.db)
             await adapter.start()
             app.closers.append(adapter.stop)
+            channels["vk"] = lambda: getattr(adapter, "running", True)
+            log.info("vk channel started")
+    web_runner = None
+    if settings.http.enabled:
+        web_runner, port = await serve(web_app, settings.http.host, settings.http.port)
+        log.info("http server on port %s", port)
     scheduler = _start_scheduler(app)
     await stop.wait()
-    for stopper in stoppers:
-        stopper()
+    log.info("stopping: no new updates, finishing those in flight")
+    for intake in intakes:
+        intake.stop()
+    if web_runner is not None:
+        await web_runner.cleanup()
     await asyncio.gather(*runners, return_exceptions=True)
+    for intake in intakes:
+        await intake.drain()
     if scheduler is not None:
-        scheduler.shutdown(wait=False)
+        scheduler.shutdown(wait=True)
     await app.close()
-    return 0
 
 
 def _start_scheduler(app):

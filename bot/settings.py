@@ -5,9 +5,10 @@ Nested groups are read with a double underscore: `TELEGRAM__TOKEN`, `DB__URL`, .
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,8 +20,6 @@ class TelegramSettings(BaseModel):
     mode: str = Field(default="polling", pattern="^(polling|webhook)$")
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
-    webhook_host: str = "0.0.0.0"
-    webhook_port: int = 8080
     polling_timeout: int = Field(default=25, ge=0, le=50)
 
     @field_validator("token")
@@ -32,6 +31,24 @@ class TelegramSettings(BaseModel):
         if not head.isdigit() or not tail:
             raise ValueError("expected the shape <digits>:<text>, as @BotFather gives it")
         return value
+
+    @model_validator(mode="after")
+    def _webhook_complete(self) -> "TelegramSettings":
+        if self.mode == "webhook":
+            if not self.webhook_url or not self.webhook_url.startswith("https://"):
+                raise ValueError("webhook mode needs TELEGRAM__WEBHOOK_URL, an https:// address")
+            secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+            if not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", secret):
+                raise ValueError("webhook mode needs TELEGRAM__WEBHOOK_SECRET: 16-256 of A-Z a-z 0-9 _ -")
+        return self
+
+
+class HttpSettings(BaseModel):
+    """The HTTP server: webhook, /healthz, /readyz, /metrics."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=0, le=65535)
 
 
 class VkSettings(BaseModel):
@@ -78,6 +95,7 @@ class Settings(BaseSettings):
 
     telegram: TelegramSettings = TelegramSettings()
     vk: VkSettings = VkSettings()
+    http: HttpSettings = HttpSettings()
     db: DbSettings = DbSettings()
     limits: LimitsSettings = LimitsSettings()
     data_dir: Path = Path("./data")

@@ -54,19 +54,23 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = utcno
 
 
 def build_telegram(app: App):
-    """The aiogram Bot, Dispatcher with our router, and the durable polling loop."""
+    """The aiogram Bot, a Dispatcher with our router, and the intake: durable polling or webhook."""
     from aiogram import Dispatcher
 
     from handlers.telegram.polling import DurablePolling
     from handlers.telegram.router import build_router
     from handlers.telegram.session import build_bot
+    from handlers.telegram.webhook import WebhookIntake
 
-    token = app.settings.telegram.token
-    assert token is not None
-    bot = build_bot(token.get_secret_value(), app.settings.telegram.api_base_url)
+    telegram = app.settings.telegram
+    assert telegram.token is not None
+    bot = build_bot(telegram.token.get_secret_value(), telegram.api_base_url)
     dispatcher = Dispatcher()
     dispatcher["engine"] = app.engine
     dispatcher.include_router(build_router())
-    polling = DurablePolling(bot, dispatcher, app.db, timeout=app.settings.telegram.polling_timeout)
+    if telegram.mode == "webhook":
+        intake = WebhookIntake(bot, dispatcher, app.db, secret=telegram.webhook_secret.get_secret_value())
+    else:
+        intake = DurablePolling(bot, dispatcher, app.db, timeout=telegram.polling_timeout)
     app.closers.append(bot.session.close)
-    return bot, dispatcher, polling
+    return bot, dispatcher, intake

@@ -21,14 +21,14 @@ TRANSPORT = "telegram"
 ALLOWED = ["message", "callback_query"]
 
 
-class DurablePolling:
-    """getUpdates → journal → acknowledge → handle (concurrently across users, in order per user)."""
+class Intake:
+    """Journal incoming updates, then handle them as tasks (concurrently across users, in order
+    per user: the engine serialises each person's updates)."""
 
-    def __init__(self, bot: Bot, dispatcher: Dispatcher, db: Database, *, timeout: int = 25, concurrency: int = 64) -> None:
+    def __init__(self, bot: Bot, dispatcher: Dispatcher, db: Database, *, concurrency: int = 64) -> None:
         self.bot = bot
         self.dispatcher = dispatcher
         self.db = db
-        self.timeout = timeout
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task] = set()
         self._stopping = asyncio.Event()
@@ -44,48 +44,6 @@ class DurablePolling:
         if pending:
             log.info("replaying %d journaled updates", len(pending))
         return len(pending)
-
-    async def run(self) -> None:
-        """Poll until `stop()`; then wait for the updates in flight."""
-        await self.bot.delete_webhook(drop_pending_updates=False)
-        await self.replay_pending()
-        offset: int | None = None
-        backoff = 1.0
-        while not self._stopping.is_set():
-            try:
-                updates = await self._get_updates(offset)
-                backoff = 1.0
-            except asyncio.CancelledError:
-                raise
-            except TelegramRetryAfter as error:
-                await self._sleep(error.retry_after)
-                continue
-            except (TelegramNetworkError, TelegramServerError, OSError) as error:
-                log.warning("getUpdates failed (%s); retrying in %.0f s", type(error).__name__, backoff)
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-                continue
-            if updates is None:
-                break
-            if not updates:
-                continue
-            fresh = await self._journal(updates)
-            offset = updates[-1].update_id + 1  # acknowledged only now, after the journal commit
-            for update in fresh:
-                await self._spawn(update)
-        await self.drain()
-
-    async def _get_updates(self, offset: int | None) -> list[Update] | None:
-        request = asyncio.ensure_future(
-            self.bot.get_updates(offset=offset, timeout=self.timeout, allowed_updates=ALLOWED)
-        )
-        stop = asyncio.ensure_future(self._stopping.wait())
-        done, _ = await asyncio.wait({request, stop}, return_when=asyncio.FIRST_COMPLETED)
-        if request in done:
-            stop.cancel()
-            return request.result()
-        request.cancel()
-        return None
 
     async def _journal(self, updates: list[Update]) -> list[Update]:
         """Record a batch; return the updates never seen before (duplicates are dropped here)."""
@@ -113,12 +71,6 @@ class DurablePolling:
         finally:
             self._slots.release()
 
-    async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
-            pass
-
     def stop(self) -> None:
         self._stopping.set()
 
@@ -126,3 +78,65 @@ class DurablePolling:
         """Finish the updates in flight (graceful shutdown)."""
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+class DurablePolling(Intake):
+    """getUpdates → journal → acknowledge → handle."""
+
+    def __init__(self, bot: Bot, dispatcher: Dispatcher, db: Database, *, timeout: int = 25, concurrency: int = 64) -> None:
+        super().__init__(bot, dispatcher, db, concurrency=concurrency)
+        self.timeout = timeout
+
+    async def run(self) -> None:
+        """Poll until `stop()`; then wait for the updates in flight."""
+        await self.bot.delete_webhook(drop_pending_updates=False)
+        await self.replay_pending()
+        offset: int | None = None
+        backoff = 1.0
+        while not self._stopping.is_set():
+            try:
+                updates = await self._get_updates(offset)
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except TelegramRetryAfter as error:
+                await self._sleep(error.retry_after)
+                continue
+            except (TelegramNetworkError, TelegramServerError, OSError) as error:
+                log.warning("getUpdates failed (%s); retrying in %.0f s", type(error).__name__, backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            if updates is None:
+                break
+            if not updates:
+                continue
+            try:
+                fresh = await self._journal(updates)
+            except Exception as error:  # the database is down: do not acknowledge, fetch again later
+                log.warning("could not journal updates (%s); retrying in %.0f s", type(error).__name__, backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            offset = updates[-1].update_id + 1  # acknowledged only now, after the journal commit
+            for update in fresh:
+                await self._spawn(update)
+        await self.drain()
+
+    async def _get_updates(self, offset: int | None) -> list[Update] | None:
+        request = asyncio.ensure_future(
+            self.bot.get_updates(offset=offset, timeout=self.timeout, allowed_updates=ALLOWED)
+        )
+        stop = asyncio.ensure_future(self._stopping.wait())
+        done, _ = await asyncio.wait({request, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if request in done:
+            stop.cancel()
+            return request.result()
+        request.cancel()
+        return None
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass

@@ -43,11 +43,12 @@ class InboxRepository:
         return result.rowcount == 1
 
     async def is_handled(self, transport: str, update_id: str) -> bool:
-        row = (
-            await self.session.execute(
-                select(TABLE.c.handled_at).where(TABLE.c.transport == transport, TABLE.c.update_id == update_id)
-            )
-        ).first()
+        """Whether the update was handled; on PostgreSQL the row stays locked until commit, so two
+        replicas given the same update handle it once."""
+        statement = select(TABLE.c.handled_at).where(TABLE.c.transport == transport, TABLE.c.update_id == update_id)
+        if self.session.bind.dialect.name == "postgresql":
+            statement = statement.with_for_update()
+        row = (await self.session.execute(statement)).first()
         return row is not None and row.handled_at is not None
 
     async def mark_handled(self, transport: str, update_id: str) -> None:
