@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -58,22 +59,51 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-async def database_url(backend, tmp_path, request):
-    """A fresh, migrated database URL for one test."""
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
-        return
-    admin_url = request.config.getoption("--postgres")
+@contextlib.asynccontextmanager
+async def fresh_postgres(admin_url: str):
+    """A new, empty PostgreSQL database for one test, dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
     async with admin.connect() as connection:
         await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    base = admin_url.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    async with admin.connect() as connection:
-        await connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.dispose()
+    try:
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        async with admin.connect() as connection:
+            await connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.dispose()
+
+
+@pytest.fixture
+async def database_url(backend, tmp_path, request):
+    """A fresh database URL for one test (SQLite file, or a new PostgreSQL database)."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    async with fresh_postgres(request.config.getoption("--postgres")) as url:
+        yield url
+
+
+@pytest.fixture
+async def postgres_url(request):
+    """A fresh PostgreSQL database for tests that only make sense there (CI always provides it)."""
+    admin_url = request.config.getoption("--postgres")
+    if not admin_url:
+        pytest.skip("needs --postgres (CI always passes it)")
+    async with fresh_postgres(admin_url) as url:
+        yield url
+
+
+async def prepare(url: str) -> Database:
+    """Migrate a database and load the demo reference data."""
+    engine = create_engine(url)
+    await upgrade(engine)
+    database = Database(session_factory(engine))
+    async with database.unit() as uow:
+        await ensure_demo_reference(uow)
+        await uow.commit()
+    database.engine = engine
+    return database
 
 
 @pytest.fixture
