@@ -92,3 +92,17 @@ async def test_a_photo_instead_of_text_gets_a_clear_answer(tg):
     messages = await chat.wait_idle()
 
     assert messages[-2].content.startswith("Я понимаю только текст и кнопки")
+
+
+async def test_a_reply_that_hits_429_is_sent_after_retry_after(tg, emulator):
+    import time
+
+    chat = tg.chat()
+    await emulator.inject_failure("sendMessage", 429, chat_id=chat.chat_id, retry_after=1, times=1)
+    started = time.monotonic()
+
+    await chat.send("/start")
+    reply = await chat.wait_reply(timeout=10)
+
+    assert reply.content.startswith("Здравствуйте!")
+    assert time.monotonic() - started >= 1.0
