@@ -26,7 +26,7 @@ def configure_logging(level: str) -> None:
 
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """Serve every configured channel; without one, a console chat in a terminal."""
-    from bot.wiring import build_app, build_telegram
+    from bot.wiring import build_app
 
     has_telegram = settings.telegram.token is not None
     has_vk = settings.vk.token is not None and settings.vk.group_id is not None

@@ -15,7 +15,7 @@ import secrets
 import string
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -28,6 +28,7 @@ from storage.repositories.conversations import DialogState
 from storage.unit_of_work import Database
 
 log = logging.getLogger(__name__)
+Reply = m.Reply
 
 NONCE_ALPHABET = string.ascii_lowercase + string.digits
 MAX_REDIRECTS = 20
@@ -145,9 +146,6 @@ class DialogEngine:
     async def render_current(self, who: m.ExternalId) -> Reply:
         """Show the person's current screen again (used after a restart or a notification)."""
         return await self.handle(who, m.CommandEvent("__show__"))
-
-
-Reply = m.Reply
 
 
 def _masked(user_id: str) -> str:

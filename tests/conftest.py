@@ -54,6 +54,17 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture(scope="session")
+def emulator():
+    """One Telegram Bot API emulator process for the whole session (each test uses fresh chat ids)."""
+    from tests.support.telegram_emulator import TelegramEmulator
+
+    instance = TelegramEmulator()
+    instance.start_sync()
+    yield instance
+    instance.stop_sync()
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

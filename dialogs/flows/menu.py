@@ -14,7 +14,8 @@ from dialogs.flows.common import (
     year_validator,
 )
 from dialogs.flows.registration import organisation_choices, position_choices
-from dialogs.model import Button, Choice, Flow, InputError, Screen
+from dialogs.flows.onboarding import HELP
+from dialogs.model import Button, Choice, Flow, Screen
 from storage.models import Role
 from storage.services import members as member_service
 from storage.services.cohort import experience_band, is_young
@@ -81,15 +82,8 @@ HELP_FLOW = Flow(
     name="help",
     start="show",
     title="справка",
-    screens=[Screen("show", text=lambda ctx: _help_text(), buttons=[Button("В меню", "menu", go="flow:menu")],
-                    back=False, cancel=False)],
+    screens=[Screen("show", text=HELP, buttons=[Button("В меню", "menu", go="flow:menu")], back=False, cancel=False)],
 )
-
-
-def _help_text() -> str:
-    from dialogs.flows.onboarding import HELP
-
-    return HELP
 
 
 # ---- profile ------------------------------------------------------------------------------
@@ -124,7 +118,7 @@ async def load_profile(ctx: Ctx) -> None:
     return None
 
 
-def saver(field: str, convert=lambda value: value):
+def saver(field: str, convert=lambda value: value):  # noqa: B008 - identity by default
     """An action that saves the screen's value into the member's profile and returns to it."""
 
     async def save(ctx: Ctx) -> str:
@@ -142,14 +136,6 @@ def saver(field: str, convert=lambda value: value):
 
 def parse_year(low_offset: int, high_offset: int, what: str):
     return year_validator(lambda c: c.now.year - low_offset, lambda c: c.now.year - high_offset, what)
-
-
-async def save_field(ctx: Ctx) -> str:
-    field = ctx.data.get("_field")
-    return await saver(field, _CONVERT.get(field, lambda v: v))(ctx)
-
-
-_CONVERT = {"organisation_id": int}
 
 
 PROFILE = Flow(

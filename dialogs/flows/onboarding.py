@@ -114,11 +114,6 @@ async def need_municipality(ctx: Ctx) -> str | None:
     return None
 
 
-def change_municipality(ctx: Ctx):
-    ctx.data.pop("_muni", None)
-    return None
-
-
 async def _drop_municipality(ctx: Ctx) -> str:
     ctx.data.pop("_muni", None)
     return "flow:start"

@@ -10,9 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.conftest import emulator  # noqa: F401  (the session-scoped emulator fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,7 +84,7 @@ def test_import_schools_reports_a_bad_row_and_saves_nothing(tmp_path):
         assert connection.execute("select count(*) from organisations where name='Новая школа'").fetchone() == (0,)
 
 
-async def test_run_with_a_token_serves_telegram_and_stops_cleanly_on_sigterm(tmp_path, emulator):  # noqa: F811
+async def test_run_with_a_token_serves_telegram_and_stops_cleanly_on_sigterm(tmp_path, emulator):
     env = bot_env(tmp_path, TELEGRAM__TOKEN=emulator.token, TELEGRAM__API_BASE_URL=emulator.base_url,
                   TELEGRAM__POLLING_TIMEOUT="1")
     process = await asyncio.create_subprocess_exec(

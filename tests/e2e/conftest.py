@@ -16,15 +16,6 @@ from handlers.telegram.session import build_bot
 from tests.support.telegram_emulator import EmulatorChat, TelegramEmulator
 
 
-@pytest.fixture(scope="session")
-def emulator():
-    """One emulator process for the whole session (each test uses fresh chat ids)."""
-    instance = TelegramEmulator()
-    instance.start_sync()
-    yield instance
-    instance.stop_sync()
-
-
 @dataclass
 class RunningBot:
     """A bot process in miniature: aiogram Bot + Dispatcher + our durable polling, as a task."""
