@@ -192,6 +192,42 @@ async def cmd_invite(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_export_data(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.db import create_engine, session_factory
+    from storage.migrate import upgrade
+    from storage.services.transfer import dump
+    from storage.unit_of_work import Database
+
+    engine = create_engine(settings.db.url)
+    try:
+        await upgrade(engine)
+        counts = await dump(Database(session_factory(engine)), Path(args.file))
+    finally:
+        await engine.dispose()
+    print(f"exported {sum(counts.values())} rows from {len(counts)} tables to {args.file}")
+    return 0
+
+
+async def cmd_import_data(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.db import create_engine, session_factory
+    from storage.migrate import upgrade
+    from storage.services.transfer import TransferError, load
+    from storage.unit_of_work import Database
+
+    engine = create_engine(settings.db.url)
+    try:
+        await upgrade(engine)
+        try:
+            counts = await load(Database(session_factory(engine)), Path(args.file), replace=args.replace)
+        except TransferError as error:
+            print(f"import failed, nothing changed: {error}", file=sys.stderr)
+            return 1
+    finally:
+        await engine.dispose()
+    print(f"imported {sum(counts.values())} rows into {len(counts)} tables")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m bot", description="ММС bot for young teachers and mentors")
     commands = root.add_subparsers(dest="command", required=True)
@@ -221,6 +257,17 @@ def parser() -> argparse.ArgumentParser:
     invite.add_argument("--region", help="region name (regional coordinators)")
     invite.add_argument("--days", type=int, default=14, help="days the code stays valid (default 14)")
     invite.set_defaults(handler=cmd_invite)
+
+    export = commands.add_parser("export-data", help="dump all data (every table) to a JSON-lines file")
+    export.add_argument("file")
+    export.set_defaults(handler=cmd_export_data)
+
+    load = commands.add_parser(
+        "import-data", help="load a dump into this database (DB__URL), e.g. to move from SQLite to PostgreSQL"
+    )
+    load.add_argument("file")
+    load.add_argument("--replace", action="store_true", help="delete what the target holds first")
+    load.set_defaults(handler=cmd_import_data)
 
     for extend in _extensions():
         extend(commands)
