@@ -44,11 +44,10 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             loop.add_signal_handler(getattr(signal, name), stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
-    await serve_channels(app, stop)
-    return 0
+    return await serve_channels(app, stop)
 
 
-async def serve_channels(app, stop: asyncio.Event) -> None:
+async def serve_channels(app, stop: asyncio.Event) -> int:
     """Start the configured channels, the HTTP side and the scheduler; on `stop` shut down gracefully:
     stop taking updates, finish those in flight, then stop the scheduler (the outbox stays consistent:
     every row is marked right after its send)."""
@@ -93,9 +92,17 @@ async def serve_channels(app, stop: asyncio.Event) -> None:
             channels["vk"] = lambda: getattr(adapter, "running", True)
             log.info("vk channel started")
     web_runner = None
+    status = 0
     if settings.http.enabled:
-        web_runner, port = await serve(web_app, settings.http.host, settings.http.port)
-        log.info("http server on port %s", port)
+        try:
+            web_runner, port = await serve(web_app, settings.http.host, settings.http.port)
+        except OSError as error:
+            print(f"Cannot listen on HTTP__PORT={settings.http.port} ({error.strerror}); choose a free port "
+                  "or set HTTP__ENABLED=false.", file=sys.stderr)
+            status = 2
+            stop.set()
+        else:
+            log.info("http server on port %s", port)
     scheduler = _start_scheduler(app)
     await stop.wait()
     log.info("stopping: no new updates, finishing those in flight")
@@ -109,6 +116,7 @@ async def serve_channels(app, stop: asyncio.Event) -> None:
     if scheduler is not None:
         scheduler.shutdown(wait=True)
     await app.close()
+    return status
 
 
 def _start_scheduler(app):

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def bot_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM__", "VK__", "DB__"))}
-    env.update({"DB__URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}", "PYTHONPATH": str(ROOT)})
+    env.update({"DB__URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}", "PYTHONPATH": str(ROOT), "HTTP__PORT": "0"})
     env.update(extra)
     return env
 

@@ -75,13 +75,14 @@ async def test_a_request_without_the_secret_header_is_refused_and_nothing_is_sto
 
 async def test_an_update_delivered_twice_is_answered_once(webhook, emulator):
     url, intake = webhook
-    update = start_update(90002)
+    user_id = next(_ids)
+    update = start_update(user_id)
 
     assert await post(url, update) == 200
     assert await post(url, update) == 200
     await intake.drain()
 
-    chat = emulator.chat(90002)
+    chat = emulator.chat(user_id)
     messages = await chat.wait_idle()
     assert [m.content.startswith("Здравствуйте!") for m in messages] == [True]
 
