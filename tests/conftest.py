@@ -17,6 +17,7 @@ from storage.migrate import upgrade
 from storage.services.reference import ensure_demo_reference
 from storage.unit_of_work import Database
 from tests.support.driver import EngineChat
+from tests.support.template_db import db, db_templates  # noqa: F401  (the shared `db` fixture)
 
 
 def pytest_addoption(parser) -> None:
@@ -115,20 +116,6 @@ async def prepare(url: str) -> Database:
         await uow.commit()
     database.engine = engine
     return database
-
-
-@pytest.fixture
-async def db(database_url):
-    """A migrated database with the demo reference data."""
-    engine = create_engine(database_url)
-    await upgrade(engine)
-    database = Database(session_factory(engine))
-    async with database.unit() as uow:
-        await ensure_demo_reference(uow)
-        await uow.commit()
-    database.engine = engine
-    yield database
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ from storage.db import create_engine, session_factory
 from storage.unit_of_work import Database
 
 
-async def test_a_second_holder_is_refused_while_the_first_holds_the_lock(db, database_url):
+async def test_a_second_holder_is_refused_while_the_first_holds_the_lock(db):
+    database_url = db.url
     other_engine = create_engine(database_url)
     other = Database(session_factory(other_engine))
     try:

@@ -1,0 +1,86 @@
+"""A faster `db` fixture with the same meaning as the one in tests/conftest.py.
+
+Each test still gets a fresh, migrated database holding the demo reference data, but it is
+copied from a template built once per session (a file copy on SQLite, `CREATE DATABASE …
+TEMPLATE` on PostgreSQL) instead of running every migration again (~0.7 s and ~2 s a test).
+Use it by importing both fixtures into a test module:
+
+    from tests.support.template_db import db, db_templates  # noqa: F401
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from storage.db import create_engine, session_factory
+from storage.migrate import upgrade
+from storage.services.reference import ensure_demo_reference
+from storage.unit_of_work import Database
+
+
+async def _build(url: str) -> None:
+    engine = create_engine(url)
+    await upgrade(engine)
+    database = Database(session_factory(engine))
+    async with database.unit() as uow:
+        await ensure_demo_reference(uow)
+        await uow.commit()
+    await engine.dispose()  # closing the last SQLite connection folds the WAL into the file
+
+
+async def _admin(admin_url: str, *statements: str) -> None:
+    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        for statement in statements:
+            await connection.exec_driver_sql(statement)
+    await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def db_templates(request, tmp_path_factory):
+    """Template databases, built once: {"sqlite": file path, "postgres": database name}."""
+    templates: dict[str, str] = {}
+    sqlite_file = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    asyncio.run(_build(f"sqlite+aiosqlite:///{sqlite_file}"))
+    templates["sqlite"] = str(sqlite_file)
+    admin_url = request.config.getoption("--postgres")
+    if admin_url:
+        name = f"tmpl_{uuid.uuid4().hex[:12]}"
+        asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+        asyncio.run(_build(f"{admin_url.rsplit('/', 1)[0]}/{name}"))
+        templates["postgres"] = name
+    yield templates
+    if "postgres" in templates:
+        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{templates["postgres"]}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def db(backend, db_templates, tmp_path, request):
+    """A fresh migrated database with the demo reference data, copied from the template."""
+    if backend == "sqlite":
+        path = Path(tmp_path) / "test.sqlite3"
+        shutil.copyfile(db_templates["sqlite"], path)
+        for suffix in ("-wal", "-shm"):
+            if Path(db_templates["sqlite"] + suffix).exists():
+                shutil.copyfile(db_templates["sqlite"] + suffix, str(path) + suffix)
+        url = f"sqlite+aiosqlite:///{path}"
+        name = None
+    else:
+        admin_url = request.config.getoption("--postgres")
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        await _admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{db_templates["postgres"]}"')
+        url = f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    engine = create_engine(url)
+    database = Database(session_factory(engine))
+    database.engine = engine
+    database.url = url
+    yield database
+    await engine.dispose()
+    if name is not None:
+        await _admin(request.config.getoption("--postgres"), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
