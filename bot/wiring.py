@@ -60,6 +60,7 @@ def build_telegram(app: App):
     from handlers.telegram.polling import DurablePolling
     from handlers.telegram.router import build_router
     from handlers.telegram.session import build_bot
+    from handlers.telegram.timing import UpdateTimer
     from handlers.telegram.webhook import WebhookIntake
 
     telegram = app.settings.telegram
@@ -67,6 +68,7 @@ def build_telegram(app: App):
     bot = build_bot(telegram.token.get_secret_value(), telegram.api_base_url)
     dispatcher = Dispatcher()
     dispatcher["engine"] = app.engine
+    dispatcher.update.outer_middleware(UpdateTimer())
     dispatcher.include_router(build_router())
     if telegram.mode == "webhook":
         intake = WebhookIntake(bot, dispatcher, app.db, secret=telegram.webhook_secret.get_secret_value())
