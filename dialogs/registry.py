@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from dialogs.context import Ctx
 from dialogs.engine import Command, Registry, check_flow
-from dialogs.flows import menu, onboarding, privacy, registration
+from dialogs.flows import (
+    deficits,
+    menu,
+    mentoring,
+    onboarding,
+    privacy,
+    questionnaire,
+    registration,
+)
+from storage.services import consent as consent_service
 
 # Each feature module exposes FLOWS (a list of Flow) and may expose COMMANDS (a list of Command);
 # importing it also registers its main-menu entries.
-FEATURES = [onboarding, registration, menu, privacy]
-from storage.services import consent as consent_service
+FEATURES = [onboarding, registration, menu, questionnaire, deficits, mentoring, privacy]
 
 
 async def has_consent(ctx: Ctx) -> bool:

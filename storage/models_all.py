@@ -2,3 +2,5 @@
 
 from storage.models import Base  # noqa: F401
 from storage.models_outbox import OutboxMessage  # noqa: F401
+from storage.models_mentoring import MentorPair  # noqa: F401
+from storage.models_surveys import AnonymousAnswer, DeficitItem, DeficitReport, QuestionnaireVersion, SurveyAnswer, SurveyCampaign, SurveyMark, SurveyResponse  # noqa: F401
