@@ -172,7 +172,7 @@ class _Run:
             fresh = state is None
             self.state = DialogState(flow="", screen="", data=dict(state.data) if state else {})
             self.ctx.data = self.state.data
-            if isinstance(event, m.CommandEvent) and event.name in self.registry.commands:
+            if isinstance(event, m.CommandEvent) and (event.name in self.registry.commands or event.name == "__go__"):
                 return await self.on_command(event, fresh_start=fresh)
             await self.go(f"flow:{self.registry.entry}")
             return await self.reply()

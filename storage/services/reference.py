@@ -39,6 +39,17 @@ def _check_kind(kind: str, where: str) -> str:
     return kind
 
 
+def _check_texts(texts: dict, where: str) -> None:
+    """Per-municipality wording must use the questionnaires' placeholder names."""
+    from dialogs.questionnaires.schema import PLACEHOLDER_DEFAULTS
+
+    unknown = sorted(set(texts) - set(PLACEHOLDER_DEFAULTS))
+    if unknown:
+        raise ReferenceError(
+            f"{where}: unknown texts {', '.join(unknown)}; known: {', '.join(sorted(PLACEHOLDER_DEFAULTS))}"
+        )
+
+
 def _check_timezone(name: str, where: str) -> str:
     try:
         ZoneInfo(name)
@@ -79,6 +90,7 @@ async def _import_yaml(uow: UnitOfWork, document: dict) -> ImportReport:
             if name in entry:
                 setattr(municipality, name, entry[name])
         municipality.timezone = _check_timezone(municipality.timezone or "Europe/Moscow", where)
+        _check_texts(municipality.texts or {}, where)
         municipality.region = municipality.region or ""
         municipality.operator_name = municipality.operator_name or municipality.name
         municipality.operator_contacts = municipality.operator_contacts or ""
