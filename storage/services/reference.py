@@ -81,19 +81,20 @@ async def _import_yaml(uow: UnitOfWork, document: dict) -> ImportReport:
         where = f"municipality #{index}"
         if not isinstance(entry, dict) or not entry.get("code") or not entry.get("name"):
             raise ReferenceError(f"{where}: needs at least code and name")
+        _check_timezone(str(entry.get("timezone", "Europe/Moscow")), where)
+        _check_texts(entry.get("texts") or {}, where)
         municipality = await uow.reference.municipality_by_code(str(entry["code"]))
         if municipality is None:
             municipality = Municipality(code=str(entry["code"]), texts={}, consent_revision=1)
-            uow.session.add(municipality)
             report.municipalities += 1
         for name in MUNICIPALITY_FIELDS:
             if name in entry:
                 setattr(municipality, name, entry[name])
-        municipality.timezone = _check_timezone(municipality.timezone or "Europe/Moscow", where)
-        _check_texts(municipality.texts or {}, where)
+        municipality.timezone = municipality.timezone or "Europe/Moscow"
         municipality.region = municipality.region or ""
         municipality.operator_name = municipality.operator_name or municipality.name
         municipality.operator_contacts = municipality.operator_contacts or ""
+        uow.session.add(municipality)
         await uow.flush()
         for org_index, org in enumerate(entry.get("organisations") or [], start=1):
             org_where = f"{where}, organisation #{org_index}"
