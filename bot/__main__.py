@@ -103,7 +103,7 @@ async def serve_channels(app, stop: asyncio.Event) -> int:
             stop.set()
         else:
             log.info("http server on port %s", port)
-    scheduler = _start_scheduler(app)
+    _start_scheduler(app)
     await stop.wait()
     log.info("stopping: no new updates, finishing those in flight")
     for intake in intakes:
@@ -113,18 +113,14 @@ async def serve_channels(app, stop: asyncio.Event) -> int:
     await asyncio.gather(*runners, return_exceptions=True)
     for intake in intakes:
         await intake.drain()
-    if scheduler is not None:
-        scheduler.shutdown(wait=True)
-    await app.close()
+    await app.close()  # stops the scheduler too: sends in flight finish and are recorded
     return status
 
 
 def _start_scheduler(app):
-    """The scheduler of background jobs, when this build has it."""
-    try:
-        from scheduler.jobs import start_for_app
-    except ImportError:
-        return None
+    """The scheduler of background jobs (it registers its own clean stop with the app)."""
+    from scheduler.jobs import start_for_app
+
     return start_for_app(app)
 
 
@@ -200,6 +196,26 @@ async def cmd_invite(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_import_events(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.wiring import build_app
+    from storage.models import utcnow
+    from storage.services.events import EventImportError, import_events
+
+    app = await build_app(settings)
+    try:
+        async with app.db.unit() as uow:
+            try:
+                report = await import_events(uow, Path(args.file), args.municipality, utcnow())
+            except EventImportError as error:
+                print(f"import failed, nothing saved:\n{error}", file=sys.stderr)
+                return 1
+            await uow.commit()
+    finally:
+        await app.close()
+    print(f"imported: {report}")
+    return 0
+
+
 async def cmd_export_data(settings: Settings, args: argparse.Namespace) -> int:
     from storage.db import create_engine, session_factory
     from storage.migrate import upgrade
@@ -265,6 +281,11 @@ def parser() -> argparse.ArgumentParser:
     invite.add_argument("--region", help="region name (regional coordinators)")
     invite.add_argument("--days", type=int, default=14, help="days the code stays valid (default 14)")
     invite.set_defaults(handler=cmd_invite)
+
+    events = commands.add_parser("import-events", help="import events from CSV or iCalendar (.ics) for a municipality")
+    events.add_argument("file")
+    events.add_argument("--municipality", required=True, help="municipality code")
+    events.set_defaults(handler=cmd_import_events)
 
     export = commands.add_parser("export-data", help="dump all data (every table) to a JSON-lines file")
     export.add_argument("file")

@@ -16,6 +16,7 @@ from storage.db import create_engine, session_factory
 from storage.migrate import upgrade
 from storage.models import utcnow
 from storage.services.reference import ensure_demo_reference
+from storage.services.surveys import sync_builtin_questionnaires
 from storage.unit_of_work import Database
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,11 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = utcno
     if migrate:
         await upgrade(sql)
     db = Database(session_factory(sql))
-    if settings.demo_data:
-        async with db.unit() as uow:
-            if await ensure_demo_reference(uow):
-                log.info("loaded the demo reference data (municipalities and organisations)")
-            await uow.commit()
+    async with db.unit() as uow:
+        if settings.demo_data and await ensure_demo_reference(uow):
+            log.info("loaded the demo reference data (municipalities and organisations)")
+        await sync_builtin_questionnaires(uow, now=clock())
+        await uow.commit()
     engine = DialogEngine(db, build_registry(), config=settings, clock=clock)
     return App(settings=settings, sql=sql, db=db, engine=engine, clock=clock)
 

@@ -112,7 +112,7 @@ class DialogEngine:
     async def _handle_locked(self, who: m.ExternalId, event: m.Event, update_id: str | None) -> Reply:
         try:
             async with self.db.unit() as uow:
-                if update_id is not None and await uow.inbox.is_handled(who.transport, update_id):
+                if update_id is not None and not await uow.inbox.claim(who.transport, update_id):
                     return Reply()
                 state = await uow.conversations.load(who.transport, who.user_id, lock=True)
                 ctx = Ctx(who=who, data={}, uow=uow, now=self.clock(), config=self.config)
@@ -120,8 +120,6 @@ class DialogEngine:
                 reply = await run.dispatch(state, event)
                 ctx.touch()
                 await uow.conversations.save(who.transport, who.user_id, run.state)
-                if update_id is not None:
-                    await uow.inbox.mark_handled(who.transport, update_id)
                 await uow.commit()
                 return reply
         except (OperationalError, DBAPIError, PoolTimeout, ConnectionError, OSError) as error:
@@ -162,6 +160,14 @@ class _Run:
         self.ctx = ctx
         self.state = DialogState(flow="", screen="")
         self.notice: str | None = None
+        self._choices: dict[tuple[str, str, str | None], Sequence[m.Choice]] = {}
+
+    async def choices(self, screen: m.Screen, query: str | None) -> Sequence[m.Choice]:
+        """A screen's choices, computed once per event (text search and rendering share them)."""
+        key = (self.state.flow, screen.id, query)
+        if key not in self._choices:
+            self._choices[key] = await screen.choices(self.ctx, query)
+        return self._choices[key]
 
     # ---- dispatch ------------------------------------------------------------------------
 
@@ -329,7 +335,7 @@ class _Run:
             return await self.reply()
         if screen.searchable and screen.choices is not None:
             query = stripped[:100]
-            found = await screen.choices(self.ctx, query)
+            found = await self.choices(screen, query)
             if not found:
                 self.ctx.say(T.NOTHING_FOUND.format(query=_quote(query)))
                 return await self.reply()
@@ -410,7 +416,7 @@ class _Run:
                 row.append(len(items) - 1)
 
         if screen.choices is not None:
-            choices = list(await screen.choices(self.ctx, self.state.view.get("query")))
+            choices = list(await self.choices(screen, self.state.view.get("query")))
             pages = max(1, -(-len(choices) // screen.per_page))
             page = min(int(self.state.view.get("page", 0)), pages - 1)
             chosen = set(self.state.data.get(screen.save_as or screen.id, [])) if screen.multi else set()

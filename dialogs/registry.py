@@ -6,6 +6,8 @@ from dialogs.context import Ctx
 from dialogs.engine import Command, Registry, check_flow
 from dialogs.flows import (
     deficits,
+    events,
+    linking,
     menu,
     mentoring,
     onboarding,
@@ -17,7 +19,7 @@ from storage.services import consent as consent_service
 
 # Each feature module exposes FLOWS (a list of Flow) and may expose COMMANDS (a list of Command);
 # importing it also registers its main-menu entries.
-FEATURES = [onboarding, registration, menu, questionnaire, deficits, mentoring, privacy]
+FEATURES = [onboarding, registration, menu, questionnaire, deficits, mentoring, events, linking, privacy]
 
 
 async def has_consent(ctx: Ctx) -> bool:

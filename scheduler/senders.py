@@ -200,5 +200,90 @@ class TelegramSender:
             await self.bot.session.close()
 
 
-# VK: VkSender is added by the VK adapter work (error mapping: 6 → SlowDown, 9 → RetryAfter,
-# 901/902 → Unreachable, 10 and network → Transient, others → Rejected).
+# --------------------------------------------------------------------------
+# VK
+# --------------------------------------------------------------------------
+
+# The VK imports stay in this section, so that each sender can be changed on its own.
+import html  # noqa: E402
+import re  # noqa: E402
+
+from dialogs.model import OutButton, OutFile  # noqa: E402
+from handlers.vk.api_session import make_vk_api  # noqa: E402
+from handlers.vk.client import VkClient, classify_vk_error  # noqa: E402
+from handlers.vk.render import keyboards, random_id  # noqa: E402
+
+__all__ += ["VkSender", "build_vk_sender", "classify_vk_error"]
+
+_HTML_TAG = re.compile(r"<[^>]+>")
+
+
+def _vk_text(msg: Outgoing) -> str:
+    """VK shows plain text only: drop Telegram HTML markup when the message carries it."""
+    if msg.parse_mode and msg.parse_mode.upper() == "HTML":
+        return html.unescape(_HTML_TAG.sub("", msg.text))
+    return msg.text
+
+
+class VkSender:
+    """Sends :class:`Outgoing` messages with a VK community token.
+
+    ``buttons`` become an inline keyboard of callback buttons (payload ``{"t": data}``, the
+    VK adapter turns a press into the same event as Telegram's callback data); what does
+    not fit VK's 10-button inline keyboard is dropped with a warning.  ``document`` and
+    ``photo`` are uploaded (docs/photos upload pair) and attached, ``text`` goes with them.
+    The ``random_id`` is derived from ``msg.key``, so when the broadcaster retries after a
+    timeout VK stores the message once.  No pacing, sleeping or retrying here (the client
+    should come from :func:`build_vk_sender`, which also turns off vk-api's own retry of
+    error 6); the broadcaster paces VK at ``VK_LIMIT`` (~20 requests/s).
+    """
+
+    transport = "vk"
+
+    def __init__(self, client: VkClient, *, owns_client: bool = False) -> None:
+        self.client = client
+        self._owns_client = owns_client
+
+    async def send(self, msg: Outgoing) -> str | None:
+        rows = [[OutButton(label, data) for label, data in row] for row in msg.buttons]
+        boards = keyboards(rows)
+        if len(boards) > 1:
+            log.warning("broadcast: %s: more buttons than a VK inline keyboard holds; the rest dropped", msg.key)
+        file = None
+        if msg.document is not None:
+            file = OutFile(msg.document[0], msg.document[1], "document")
+        elif msg.photo is not None:
+            file = OutFile(msg.photo[0], msg.photo[1], "photo")
+        try:
+            attachment = await self.client.upload(msg.chat_id, file) if file is not None else None
+            message_id = await self.client.send_message(
+                msg.chat_id,
+                _vk_text(msg),
+                random_id=random_id(msg.key, 0),
+                keyboard=boards[0] if boards else None,
+                attachment=attachment,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = classify_vk_error(exc)
+            raise error from exc
+        return str(message_id)
+
+    async def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+
+def build_vk_sender(settings) -> VkSender:
+    """A VK sender from settings (``VK__TOKEN``, ``VK__API_BASE_URL``) with its own HTTP session."""
+    vk_settings = getattr(settings, "vk", settings)
+    if vk_settings.token is None:
+        raise ValueError("the VK channel needs VK__TOKEN")
+    vk = make_vk_api(
+        vk_settings.token.get_secret_value(),
+        vk_settings.api_base_url,
+        requests_per_second=None,  # the broadcaster paces
+        retry_too_many=False,  # error 6 must reach the broadcaster as SlowDown
+    )
+    return VkSender(VkClient(vk, vk_settings.group_id), owns_client=True)

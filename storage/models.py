@@ -137,8 +137,9 @@ class Member(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    organisation: Mapped[Organisation | None] = relationship(lazy="selectin")
-    municipality: Mapped[Municipality | None] = relationship(lazy="selectin")
+    # Joined: the member, their organisation and municipality come in the account's one query.
+    organisation: Mapped[Organisation | None] = relationship(lazy="joined")
+    municipality: Mapped[Municipality | None] = relationship(lazy="joined")
 
 
 class Account(Base):

@@ -55,6 +55,16 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture(autouse=True)
+def _fresh_reference_cache():
+    """Each test has its own database: nothing cached from another one may leak in."""
+    from storage.repositories.reference import forget_reference_cache
+
+    forget_reference_cache()
+    yield
+    forget_reference_cache()
+
+
 @pytest.fixture(scope="session")
 def emulator():
     """One Telegram Bot API emulator process for the whole session (each test uses fresh chat ids)."""

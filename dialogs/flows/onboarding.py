@@ -179,6 +179,7 @@ PUBLIC = Flow(
             "home",
             text=PUBLIC_HOME,
             buttons=[
+                Button("📅 Мероприятия", "events", go="flow:events_public"),
                 Button("Справка", "help", go="help"),
                 Button("Зарегистрироваться", "register", go="flow:start"),
             ],

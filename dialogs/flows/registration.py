@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dialogs.context import Ctx
 from dialogs.flows import texts as T
+from dialogs.flows.linking import LINK_CODE_BUTTON
 from dialogs.flows.common import after_edit, fixed, municipality_of, validate_full_name, year_validator
 from dialogs.model import Button, Choice, Flow, InputError, Screen
 from storage.models import Role
@@ -187,6 +188,7 @@ REGISTRATION = Flow(
                 Button("Молодой (начинающий) педагог", "teacher", save={"role": Role.TEACHER}, go="name"),
                 Button("Наставник", "mentor", save={"role": Role.MENTOR}, go="name"),
                 Button("У меня есть код приглашения", "invite", go="invite"),
+                LINK_CODE_BUTTON,
             ],
         ),
         Screen("invite", text=ASK_CODE, input=check_code, go="name", max_length=40),

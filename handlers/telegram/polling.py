@@ -47,14 +47,12 @@ class Intake:
 
     async def _journal(self, updates: list[Update]) -> list[Update]:
         """Record a batch; return the updates never seen before (duplicates are dropped here)."""
-        fresh: list[Update] = []
         async with self.db.unit() as uow:
-            for update in updates:
-                payload = update.model_dump_json(exclude_none=True)
-                if await uow.inbox.record(TRANSPORT, str(update.update_id), payload):
-                    fresh.append(update)
+            new_ids = await uow.inbox.record_many(
+                TRANSPORT, [(str(update.update_id), update.model_dump_json(exclude_none=True)) for update in updates]
+            )
             await uow.commit()
-        return fresh
+        return [update for update in updates if str(update.update_id) in new_ids]
 
     async def _spawn(self, update: Update) -> None:
         await self._slots.acquire()

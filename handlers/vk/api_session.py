@@ -21,10 +21,13 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+import vk_api
+from jconfig.memory import MemoryConfig
 from requests.adapters import HTTPAdapter
 from requests.utils import should_bypass_proxies
+from vk_api.exceptions import TOO_MANY_RPS_CODE
 
-__all__ = ["VK_API_BASE_URL", "DEFAULT_TIMEOUT", "make_vk_session"]
+__all__ = ["API_VERSION", "VK_API_BASE_URL", "DEFAULT_TIMEOUT", "make_vk_api", "make_vk_session"]
 
 VK_API_BASE_URL = "https://api.vk.ru"
 # (connect, read) seconds.  Plain method calls are quick; uploads go elsewhere.
@@ -84,3 +87,33 @@ def make_vk_session(
     rewrite_to = None if base == VK_API_BASE_URL else base
     session.mount(_VK_PREFIX, _VkApiAdapter(rewrite_to, timeout))
     return session
+
+
+API_VERSION = "5.199"
+
+
+def make_vk_api(
+    token: str,
+    api_base_url: str = VK_API_BASE_URL,
+    *,
+    requests_per_second: float | None = 20.0,
+    retry_too_many: bool = True,
+) -> vk_api.VkApi:
+    """A community-token ``VkApi`` on :func:`make_vk_session`, API version 5.199.
+
+    ``requests_per_second`` sets vk-api's own spacing of calls (``RPS_DELAY``;
+    community tokens allow ~20/s, vk-api's default is 3/s); ``None`` or 0
+    turns it off.  ``retry_too_many=False`` removes vk-api's built-in handler
+    of error 6 (it sleeps 0.5 s and retries, forever), so the error reaches
+    the caller: the broadcaster's sender needs that, it paces by itself.
+    """
+    vk = vk_api.VkApi(
+        token=token,
+        session=make_vk_session(api_base_url),
+        api_version=API_VERSION,
+        config=MemoryConfig,  # never read or write vk_config.v2.json
+    )
+    vk.RPS_DELAY = 1.0 / requests_per_second if requests_per_second else 0.0
+    if not retry_too_many:
+        vk.error_handlers.pop(TOO_MANY_RPS_CODE, None)
+    return vk

@@ -42,6 +42,39 @@ class InboxRepository:
         result = await self.session.execute(statement)
         return result.rowcount == 1
 
+    async def record_many(self, transport: str, items: list[tuple[str, str | None]]) -> set[str]:
+        """Journal a batch in one statement; returns the ids never seen before."""
+        if not items:
+            return set()
+        insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
+        now = utcnow()
+        statement = (
+            insert(TABLE)
+            .values([
+                {"transport": transport, "update_id": update_id, "seq": next_seq(), "payload": payload, "received_at": now}
+                for update_id, payload in items
+            ])
+            .on_conflict_do_nothing(index_elements=["transport", "update_id"])
+            .returning(TABLE.c.update_id)
+        )
+        return set((await self.session.execute(statement)).scalars())
+
+    async def claim(self, transport: str, update_id: str) -> bool:
+        """Mark a journaled update handled (in the caller's transaction); False if it already was.
+
+        One statement on the hot path: the UPDATE also locks the row on PostgreSQL, so two
+        replicas given the same update handle it once. An update that was never journaled is
+        claimable too (its row simply does not exist).
+        """
+        result = await self.session.execute(
+            update(TABLE)
+            .where(TABLE.c.transport == transport, TABLE.c.update_id == update_id, TABLE.c.handled_at.is_(None))
+            .values(handled_at=utcnow(), payload=None)
+        )
+        if result.rowcount == 1:
+            return True
+        return not await self.is_handled(transport, update_id)
+
     async def is_handled(self, transport: str, update_id: str) -> bool:
         """Whether the update was handled; on PostgreSQL the row stays locked until commit, so two
         replicas given the same update handle it once."""

@@ -1,11 +1,40 @@
-"""Reference data: municipalities and their organisations."""
+"""Reference data: municipalities and their organisations.
+
+Reference rows change rarely (an import, a new consent revision), while every dialog step reads
+them, so reads are cached in-process for a short time (`CACHE_SECONDS`); writers call
+`forget_reference_cache()`, and another process sees a change within that time.
+"""
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import select
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Municipality, Organisation
+
+
+CACHE_SECONDS = 30.0
+_cache: dict[tuple, tuple[float, object]] = {}
+
+
+def forget_reference_cache() -> None:
+    """Drop cached reference rows (after an import or an edit in this process)."""
+    _cache.clear()
+
+
+def _cached(key: tuple):
+    hit = _cache.get(key)
+    if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+        return hit[1]
+    return None
+
+
+def _remember(key: tuple, value):
+    _cache[key] = (time.monotonic(), value)
+    return value
 
 
 def fold(text: str) -> str:
@@ -23,7 +52,17 @@ class ReferenceRepository:
         return list((await self.session.execute(select(Municipality).order_by(Municipality.name))).scalars())
 
     async def municipality(self, municipality_id: int) -> Municipality | None:
-        return await self.session.get(Municipality, municipality_id)
+        """A municipality; a recent read is reused from the cache without a query."""
+        cached = _cached(("municipality", municipality_id))
+        if cached is not None:
+            # Into this session without a query, so it can be related to other rows here.
+            return await self.session.merge(cached, load=False)
+        found = await self.session.get(Municipality, municipality_id)
+        if found is not None:
+            copy = Municipality(**{c.key: getattr(found, c.key) for c in Municipality.__mapper__.column_attrs})
+            make_transient_to_detached(copy)
+            _remember(("municipality", municipality_id), copy)
+        return found
 
     async def municipality_by_code(self, code: str) -> Municipality | None:
         return (
@@ -36,11 +75,20 @@ class ReferenceRepository:
     async def organisations(
         self, municipality_id: int, *, kind: str | None = None, query: str | None = None
     ) -> list[Organisation]:
-        """Organisations of a municipality, optionally of one kind and matching part of a name."""
-        statement = select(Organisation).where(Organisation.municipality_id == municipality_id)
-        if kind:
-            statement = statement.where(Organisation.kind == kind)
-        rows = list((await self.session.execute(statement.order_by(Organisation.name))).scalars())
+        """Organisations of a municipality, optionally of one kind and matching part of a name.
+
+        The rows are read-only copies (for lists and search), not attached to the session."""
+        key = ("organisations", municipality_id, kind)
+        rows = _cached(key)
+        if rows is None:
+            statement = select(Organisation).where(Organisation.municipality_id == municipality_id)
+            if kind:
+                statement = statement.where(Organisation.kind == kind)
+            rows = [
+                Organisation(id=row.id, municipality_id=row.municipality_id, name=row.name, kind=row.kind)
+                for row in (await self.session.execute(statement.order_by(Organisation.name))).scalars()
+            ]
+            _remember(key, rows)
         if query:
             needle = fold(query.strip())
             rows = [row for row in rows if needle in fold(row.name)]

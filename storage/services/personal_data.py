@@ -24,7 +24,7 @@ MEMBERS = Member.__table__
 # and the row carries no other personal data once the feature's hook has cleared free text).
 EraseHook = Callable[[UnitOfWork, int], Awaitable[None]]
 ERASE_HOOKS: list[EraseHook] = []
-SKIP_IN_EXPORT = {"inbox", "audit_log", "invite_attempts"}
+SKIP_IN_EXPORT = {"inbox", "audit_log", "invite_attempts", "link_codes", "link_attempts"}
 
 
 def erase_hook(hook: EraseHook) -> EraseHook:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from storage.models import Municipality, Organisation
 from storage.taxonomy import OrgKind
+from storage.repositories.reference import forget_reference_cache
 from storage.unit_of_work import UnitOfWork
 
 DEMO_FILE = Path(__file__).resolve().parent.parent / "reference_data" / "demo.yaml"
@@ -65,6 +66,7 @@ async def import_reference(uow: UnitOfWork, path: Path, *, municipality_code: st
     CSV: columns `municipality` (code, or the --municipality option), `name`, `kind`.
     Existing rows are updated by municipality code and organisation name; nothing is deleted.
     """
+    forget_reference_cache()
     if path.suffix.lower() in (".yaml", ".yml"):
         return await _import_yaml(uow, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
     if path.suffix.lower() == ".csv":

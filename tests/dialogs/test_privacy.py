@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from storage.models import Account, AuditRecord, Consent, Conversation, Member, Municipality
+from storage.repositories.reference import forget_reference_cache
 from storage.services.personal_data import erase_inactive
 from tests.support.driver import register_teacher
 
@@ -78,6 +79,7 @@ async def test_a_new_consent_text_version_asks_again(chat, db):
         municipality = (await uow.session.execute(select(Municipality).where(Municipality.code == "vsevolozhsky"))).scalar_one()
         municipality.consent_revision = 2
         await uow.commit()
+    forget_reference_cache()  # other processes see the change once their short cache expires
 
     await teacher.send("/menu")
 

@@ -1,0 +1,327 @@
+"""The outbox dispatcher: hands due rows to the broadcaster and records each outcome on its row.
+
+One tick (`dispatch_due`):
+
+1. **claim** due pending rows, a batch per short transaction (PostgreSQL: `FOR UPDATE SKIP
+   LOCKED`, so replicas never take the same row; SQLite: one process, writes serialised): each
+   claimed row becomes `sending` with `sent_at` = the claim time (its lease), or `unreachable` at
+   once when the member has no account we can write to; the next batch is claimed while the
+   broadcaster is still sending the previous one, until nothing is due;
+2. **send** them through `Broadcaster.send_many` (rate limits, retry-after, backoff live there);
+3. **record** each outcome in its own small transaction right after the send returns
+   (`sent` + `sent_at`, `unreachable` + the account marked, or back to `pending` later);
+4. **release** rows claimed but not sent (the run stopped early) back to `pending`.
+
+So a failure in the middle of a broadcast loses nothing and repeats nothing that was recorded.
+A process killed between a platform call and its record leaves that row `sending`; after the
+lease it goes back to `pending` (at-least-once for those few rows: the platform cannot tell us
+whether it got them). `release_claims(db)` at start frees them at once when only one process
+dispatches (SQLite).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from time import monotonic
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from scheduler.broadcaster import Broadcaster, Outcome, Outgoing
+from storage.models import Account, Member, Municipality
+from storage.models_outbox import OutboxMessage
+from storage.services.outbox import FAILED, PENDING, SENT, UNREACHABLE, outside_quiet_hours
+from storage.unit_of_work import Database
+
+log = logging.getLogger(__name__)
+
+SENDING = "sending"
+LEASE = timedelta(minutes=10)
+MAX_ATTEMPTS = 5
+RETRY_BASE = timedelta(minutes=1)
+TEXT_LIMIT = 4096
+TRANSPORT_ORDER = ("telegram", "vk")
+
+OnRecorded = Callable[[Outgoing, Outcome], Awaitable[None]]
+
+__all__ = ["DispatchReport", "SENDING", "dispatch_due", "release_claims"]
+
+
+@dataclass
+class DispatchReport:
+    """What one tick did."""
+
+    claimed: int = 0
+    sent: int = 0
+    unreachable: int = 0
+    failed: int = 0
+    rescheduled: int = 0
+    deferred: int = 0
+    released: int = 0
+
+
+@dataclass
+class _Claimed:
+    row_id: int
+    member_id: int
+    account_id: int
+
+
+async def dispatch_due(
+    db: Database,
+    broadcaster: Broadcaster,
+    now: datetime,
+    *,
+    batch: int = 500,
+    quiet: tuple[time, time] | None = None,
+    lease: timedelta = LEASE,
+    on_recorded: OnRecorded | None = None,
+) -> DispatchReport:
+    """Send every outbox row due at `now`, claiming `batch` rows at a time, recording each outcome.
+
+    The next batch is claimed while the previous one is still being paced out, so the broadcaster
+    never waits for the database between batches. `quiet`: quiet hours; a row that became due
+    outside them but is dispatched inside them (a backlog after downtime) waits for the local
+    morning. `on_recorded` is awaited after each outcome is committed (tests simulate a crash there).
+    """
+    report = DispatchReport()
+    report.released = await release_claims(db, older_than=now - lease)
+    pending: dict[str, _Claimed] = {}
+    started = monotonic()
+
+    async def due_messages():
+        # Claims are stamped with `now`; stop claiming well within the lease, the next tick goes on.
+        while monotonic() - started < lease.total_seconds() / 2:
+            messages, claimed, found = await _claim(db, broadcaster, now, batch, quiet, report)
+            if not found:
+                return
+            pending.update(claimed)
+            for message in messages:
+                yield message
+
+    async with _Recorder(db) as recorder:
+
+        async def on_result(msg: Outgoing, outcome: Outcome, _message_id: str | None) -> None:
+            claim = pending.pop(msg.key)
+            await recorder.record(claim, outcome, now, report)
+            if on_recorded is not None:
+                await on_recorded(msg, outcome)
+
+        try:
+            await broadcaster.send_many(due_messages(), on_result)
+        finally:
+            if pending:  # claimed but never sent (the run stopped early): due again at once
+                report.released += await _release(db, [claim.row_id for claim in pending.values()])
+    return report
+
+
+async def release_claims(db: Database, *, older_than: datetime | None = None) -> int:
+    """Put `sending` rows back to `pending` (all of them, or those claimed before `older_than`)."""
+    async with db.unit() as uow:
+        statement = update(OutboxMessage).where(OutboxMessage.state == SENDING)
+        if older_than is not None:
+            statement = statement.where(OutboxMessage.sent_at < older_than)
+        result = await uow.session.execute(statement.values(state=PENDING, sent_at=None))
+        await uow.commit()
+    if result.rowcount:
+        log.warning("outbox: %d claimed rows released back to pending", result.rowcount)
+    return result.rowcount or 0
+
+
+# ---- claiming --------------------------------------------------------------------------------
+
+
+def _can_send(broadcaster: Broadcaster, transport: str) -> bool:
+    try:
+        broadcaster.limit(transport)
+    except KeyError:
+        return False
+    return True
+
+
+def _pick_account(accounts: list[Account], preferred: str | None) -> Account | None:
+    if not accounts:
+        return None
+    order = {name: index for index, name in enumerate(TRANSPORT_ORDER)}
+
+    def rank(account: Account) -> tuple[int, int, int]:
+        return (0 if account.transport == preferred else 1, order.get(account.transport, 99), account.id)
+
+    return min(accounts, key=rank)
+
+
+def _in_quiet(moment: datetime, zone: str, quiet: tuple[time, time]) -> bool:
+    return outside_quiet_hours(moment, zone, quiet) != moment
+
+
+async def _claim(
+    db: Database,
+    broadcaster: Broadcaster,
+    now: datetime,
+    batch: int,
+    quiet: tuple[time, time] | None,
+    report: DispatchReport,
+) -> tuple[list[Outgoing], dict[str, _Claimed], bool]:
+    """Claim up to `batch` due rows; returns their messages, the claims by key, and whether any row was due."""
+    async with db.unit() as uow:
+        statement = (
+            select(OutboxMessage)
+            .where(OutboxMessage.state == PENDING, OutboxMessage.due_at <= now)
+            .order_by(OutboxMessage.due_at, OutboxMessage.id)
+            .limit(batch)
+        )
+        if uow.dialect == "postgresql":
+            statement = statement.with_for_update(skip_locked=True)
+        rows = list((await uow.session.execute(statement)).scalars())
+        if not rows:
+            return [], {}, False
+        member_ids = {row.member_id for row in rows if row.member_id is not None}
+        people = {
+            member_id: (preferred, zone)
+            for member_id, preferred, zone in (
+                await uow.session.execute(
+                    select(Member.id, Member.preferred_transport, Municipality.timezone)
+                    .outerjoin(Municipality, Municipality.id == Member.municipality_id)
+                    .where(Member.id.in_(member_ids))
+                )
+            ).all()
+        }
+        accounts: dict[int, list[Account]] = {}
+        for account in (
+            await uow.session.execute(
+                select(Account).where(Account.member_id.in_(member_ids), Account.unreachable_at.is_(None))
+            )
+        ).scalars():
+            if _can_send(broadcaster, account.transport):
+                accounts.setdefault(account.member_id, []).append(account)
+
+        messages: list[Outgoing] = []
+        claimed: dict[str, _Claimed] = {}
+        for row in rows:
+            preferred, zone = people.get(row.member_id, (None, None))
+            zone = zone or "Europe/Moscow"
+            if quiet is not None and _in_quiet(now, zone, quiet) and not _in_quiet(row.due_at, zone, quiet):
+                row.due_at = outside_quiet_hours(now, zone, quiet)
+                report.deferred += 1
+                continue
+            account = _pick_account(accounts.get(row.member_id, []), preferred)
+            if account is None:
+                row.state = UNREACHABLE
+                report.unreachable += 1
+                continue
+            row.state, row.sent_at, row.transport = SENDING, now, account.transport
+            claimed[row.key] = _Claimed(row.id, row.member_id, account.id)
+            messages.append(_outgoing(row, account))
+        report.claimed += len(messages)
+        await uow.commit()
+    return messages, claimed, True
+
+
+def _outgoing(row: OutboxMessage, account: Account) -> Outgoing:
+    buttons = tuple(_row(item) for item in (row.buttons or []) if item)
+    document = photo = None
+    attachment: dict[str, Any] = row.attachment or {}
+    if attachment.get("content_b64"):
+        payload = (str(attachment.get("name") or "file"), base64.b64decode(attachment["content_b64"]))
+        if attachment.get("kind") == "photo":
+            photo = payload
+        else:
+            document = payload
+    text = row.text if len(row.text) <= TEXT_LIMIT else row.text[: TEXT_LIMIT - 1] + "…"
+    return Outgoing(
+        key=row.key, transport=account.transport, chat_id=account.chat_id, text=text, parse_mode=None,
+        buttons=buttons, document=document, photo=photo,
+    )
+
+
+def _row(item: list) -> tuple[tuple[str, str], ...]:
+    """An outbox button is a [label, data] pair on a row of its own (a list of pairs is one row)."""
+    if len(item) == 2 and all(isinstance(part, str) for part in item):
+        item = [item]
+    return tuple((str(label), _callback(str(data))) for label, data in item)
+
+
+def _callback(data: str) -> str:
+    """Outbox buttons name a flow ("flow:events"); the adapters route "go:events" into it."""
+    return "go:" + data.removeprefix("flow:") if data.startswith("flow:") else data
+
+
+# ---- recording -------------------------------------------------------------------------------
+
+
+class _Recorder:
+    """Writes outcomes, each in its own short transaction, over one connection held for the run.
+
+    (Checking a connection out of the pool for every message costs as much as the write itself;
+    the broadcaster already serialises `on_result`, so one connection is enough.)
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._engine: AsyncEngine | None = db.sessions.kw.get("bind")
+        self._db = db
+        self._connection: AsyncConnection | None = None
+
+    async def __aenter__(self) -> "_Recorder":
+        if self._engine is not None:
+            self._connection = await self._engine.connect()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def record(self, claim: _Claimed, outcome: Outcome, now: datetime, report: DispatchReport) -> None:
+        if self._connection is None:
+            async with self._db.unit() as uow:
+                await _record(await uow.session.connection(), claim, outcome, now, report)
+                await uow.commit()
+            return
+        try:
+            await _record(self._connection, claim, outcome, now, report)
+            await self._connection.commit()
+        except BaseException:
+            await self._connection.rollback()
+            raise
+
+
+async def _record(connection, claim: _Claimed, outcome: Outcome, now: datetime, report: DispatchReport) -> None:
+    """One outcome on its row (fenced on the row still being `sending`), and the account if blocked."""
+    mine = (OutboxMessage.id == claim.row_id, OutboxMessage.state == SENDING)
+    if outcome == Outcome.SENT:
+        values: dict[str, Any] = {"state": SENT, "sent_at": now, "attempts": OutboxMessage.attempts + 1}
+        report.sent += 1
+    elif outcome == Outcome.UNREACHABLE:
+        values = {"state": UNREACHABLE, "sent_at": None, "attempts": OutboxMessage.attempts + 1}
+        await connection.execute(
+            update(Account).where(Account.id == claim.account_id, Account.unreachable_at.is_(None))
+            .values(unreachable_at=now)
+        )
+        report.unreachable += 1
+    else:
+        attempts = (
+            await connection.execute(select(OutboxMessage.attempts).where(OutboxMessage.id == claim.row_id))
+        ).scalar_one() + 1
+        if outcome == Outcome.REJECTED or attempts >= MAX_ATTEMPTS:
+            values = {"state": FAILED, "sent_at": None, "attempts": attempts}
+            report.failed += 1
+        else:
+            values = {"state": PENDING, "sent_at": None, "attempts": attempts,
+                      "due_at": now + RETRY_BASE * 2 ** (attempts - 1)}
+            report.rescheduled += 1
+    await connection.execute(update(OutboxMessage).where(*mine).values(**values))
+
+
+async def _release(db: Database, row_ids: list[int]) -> int:
+    async with db.unit() as uow:
+        result = await uow.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(row_ids), OutboxMessage.state == SENDING)
+            .values(state=PENDING, sent_at=None)
+        )
+        await uow.commit()
+    return result.rowcount or 0
