@@ -119,3 +119,13 @@ async def test_a_stopped_database_is_reported_as_not_ready():
         await engine.dispose()
 
     assert response.status == 503 and body["checks"]["database"] is False
+
+
+async def test_an_unknown_update_type_is_acknowledged_without_errors(webhook, db):
+    url, intake = webhook
+    edited = {"update_id": next(_ids), "edited_channel_post": {"message_id": 1, "date": int(time.time()),
+                                                                 "chat": {"id": -100, "type": "channel"}, "text": "x"}}
+
+    assert await post(url, edited) == 200
+    await intake.drain()
+    assert intake.handled == 1
