@@ -17,11 +17,16 @@ NO_CHANNEL = (
 )
 
 
+# Libraries whose DEBUG output carries message texts or SQL parameters (personal data).
+QUIET_LOGGERS = ("aiogram.event", "aiosqlite", "asyncpg", "alembic", "sqlalchemy.engine", "vk_api", "urllib3")
+
+
 def configure_logging(level: str) -> None:
-    """Log ids and events only; handlers never log message texts or names."""
+    """Log ids and events only; handlers never log message texts or names, and the libraries that
+    would (at DEBUG) are held at WARNING whatever LOG_LEVEL says."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:

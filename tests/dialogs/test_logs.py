@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from bot.__main__ import configure_logging
 from tests.support.driver import register_teacher
 
 
 async def test_registration_and_a_failure_log_no_personal_data(chat, caplog):
+    configure_logging("DEBUG")
     caplog.set_level(logging.DEBUG)
     person = chat(1401)
 
