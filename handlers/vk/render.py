@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from handlers.text_split import split_text as split_units
 from dialogs.model import OutButton, OutFile, OutMessage, Reply
 from handlers.vk.client import VkClient, classify_vk_error
 from scheduler.broadcaster import SlowDown, Transient, Unreachable
@@ -85,45 +86,9 @@ def payload_of(token: str) -> str:
     return json.dumps({"t": token}, ensure_ascii=False, separators=(",", ":"))
 
 
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _fitting_prefix(text: str, limit: int) -> int:
-    """How many characters of `text` fit in `limit` UTF-16 units (VK may count emoji as two)."""
-    n = min(len(text), limit)
-    over = _utf16_len(text[:n]) - limit
-    while over > 0:
-        n -= max(1, (over + 1) // 2)
-        over = _utf16_len(text[:n]) - limit
-    return n
-
-
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Parts within `limit`, cut at a blank line, else a line end, else a space, else anywhere.
-
-    Nothing but the whitespace at a cut is dropped; the order is kept.
-    """
-    if limit < 1:
-        raise ValueError("limit must be positive")
-    parts: list[str] = []
-    rest = text
-    while _utf16_len(rest) > limit:
-        size = _fitting_prefix(rest, limit)
-        window = rest[:size]
-        cut = size
-        for separator in ("\n\n", "\n", " "):
-            position = window.rfind(separator)
-            if position > size // 3:
-                cut = position
-                break
-        head = rest[:cut].rstrip()
-        if head:
-            parts.append(head)
-        rest = rest[cut:].lstrip("\n ") if cut < size else rest[cut:]
-    if rest.strip() or not parts:
-        parts.append(rest if rest.strip() else CONTINUATION)
-    return parts
+    """Parts within `limit` UTF-16 units (VK may count an emoji as two), cut at safe points."""
+    return [part for part in split_units(text, limit) if part.strip()] or [CONTINUATION]
 
 
 def _button(button: OutButton, caps: ClientCaps) -> dict[str, Any] | None:
