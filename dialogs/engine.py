@@ -161,6 +161,7 @@ class _Run:
         self.state = DialogState(flow="", screen="")
         self.notice: str | None = None
         self._choices: dict[tuple[str, str, str | None], Sequence[m.Choice]] = {}
+        self.entered = False  # a screen's files go out when it is entered, not on every redraw
 
     async def choices(self, screen: m.Screen, query: str | None) -> Sequence[m.Choice]:
         """A screen's choices, computed once per event (text search and rendering share them)."""
@@ -303,6 +304,7 @@ class _Run:
         if self.state.stack:
             self.state.screen = self.state.stack.pop()
             self.state.view = {}
+            self.entered = True
         else:
             await self.go(self.flow.on_cancel, push=False)
 
@@ -365,6 +367,7 @@ class _Run:
                 self.state.screen = target
             self.state.view = {}
             self.ctx.query = None
+            self.entered = True
             screen = self.screen
             if screen.on_enter is None:
                 return
@@ -456,7 +459,7 @@ class _Run:
             "query": self.state.view.get("query"),
         }
         buttons = [[m.OutButton(items[i][0], f"{nonce}.{i}") for i in row] for row in rows]
-        files = await screen.files(self.ctx) if screen.files is not None else []
+        files = await screen.files(self.ctx) if screen.files is not None and self.entered else []
         return m.OutMessage(text=text, buttons=buttons, files=files)
 
 

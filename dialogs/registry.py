@@ -6,6 +6,7 @@ from dialogs.context import Ctx
 from dialogs.engine import Command, Registry, check_flow
 from dialogs.flows import (
     deficits,
+    digest,
     events,
     linking,
     menu,
@@ -19,7 +20,7 @@ from storage.services import consent as consent_service
 
 # Each feature module exposes FLOWS (a list of Flow) and may expose COMMANDS (a list of Command);
 # importing it also registers its main-menu entries.
-FEATURES = [onboarding, registration, menu, questionnaire, deficits, mentoring, events, linking, privacy]
+FEATURES = [onboarding, registration, menu, questionnaire, deficits, mentoring, events, linking, privacy, digest]
 
 
 async def has_consent(ctx: Ctx) -> bool:

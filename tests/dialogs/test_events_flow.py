@@ -16,24 +16,9 @@ from storage.models import Member
 from storage.models_events import Event, EventFeedback, Registration
 from storage.models_outbox import OutboxMessage
 from storage.services import events as ev
-from storage.services.invites import create_invite
-from tests.support.driver import EngineChat, register_teacher
+from tests.support.driver import EngineChat, register_coordinator, register_teacher
 
 MSK = ZoneInfo("Europe/Moscow")
-
-
-async def register_coordinator(person: EngineChat, db, clock) -> None:
-    async with db.unit() as uow:
-        code = await create_invite(uow, role="coordinator", municipality_code="vsevolozhsky", now=clock.now)
-        await uow.commit()
-    await person.send("/start")
-    await person.press("Всеволожский район")
-    await person.press("Согласен(на)")
-    await person.press("У меня есть код приглашения")
-    await person.send(code)
-    await person.send("Кузнецова Елена Викторовна")
-    await person.press("Всё верно")
-    assert person.last_text().startswith("Главное меню"), person.last_text()
 
 
 def button_with(person: EngineChat, part: str) -> str:

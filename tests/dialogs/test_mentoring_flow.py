@@ -10,26 +10,11 @@ from dialogs.flows import mentoring as flows
 from storage.models import Member
 from storage.models_mentoring import MentorMeeting, MentorPair, MentorProfile, MentorProposal
 from storage.models_outbox import OutboxMessage
-from storage.services.invites import create_invite
-from tests.support.driver import EngineChat, register_teacher
-from tests.support.template_db import db, db_templates  # noqa: F401
+from tests.support.driver import EngineChat, register_coordinator, register_teacher
 
 TEACHER = "Молодова Мария Петровна"
 MENTOR = "Опытнова Анна Ивановна"
 SECOND_MENTOR = "Запасова Вера Ивановна"
-
-
-async def register_coordinator(person: EngineChat, db, clock) -> None:
-    async with db.unit() as uow:
-        code = await create_invite(uow, role="coordinator", municipality_code="vsevolozhsky", now=clock.now)
-        await uow.commit()
-    await person.send("/start")
-    await person.press("Всеволожский район")
-    await person.press("Согласен(на)")
-    await person.press("У меня есть код приглашения")
-    await person.send(code)
-    await person.send("Кузнецова Елена Викторовна")
-    await person.press("Всё верно")
 
 
 async def register_mentor(person: EngineChat, db, name: str, *, subject: str = "Филология",

@@ -86,3 +86,13 @@ async def test_a_new_consent_text_version_asks_again(chat, db):
     assert teacher.last_text().startswith("Согласие на обработку персональных данных")
     await teacher.press("Согласен(на)")
     assert teacher.last_text().startswith("Главное меню")
+
+
+async def test_files_go_out_when_a_screen_is_entered_not_on_every_redraw(chat):
+    teacher = chat(706)
+    await register_teacher(teacher)
+
+    entered = await teacher.send("/mydata")
+    redrawn = await teacher.send("какой-то текст")
+
+    assert entered.messages[-1].files and not redrawn.messages[-1].files

@@ -24,7 +24,6 @@ from storage.models_surveys import (
 from storage.services import invites
 from storage.services import surveys as S
 from tests.support.driver import EngineChat, register_teacher
-from tests.support.template_db import db, db_templates  # noqa: F401
 
 BUILTIN = S.builtin_questionnaires()
 YOUNG = BUILTIN["young_teacher"]

@@ -15,7 +15,6 @@ from storage.models_surveys import SurveyAnswer, SurveyResponse
 from storage.services import aggregation as A
 from storage.services import surveys as S
 from storage.services.errors import Forbidden
-from tests.support.template_db import db, db_templates  # noqa: F401
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
 START, END = date(2026, 11, 1), date(2026, 11, 26)

@@ -14,7 +14,6 @@ from storage.services import export as E
 from storage.services import surveys as S
 from storage.services.errors import Forbidden
 from tests.storage.test_surveys import SUPPORT, YOUNG, add_member, answer_support, coordinator, fill
-from tests.support.template_db import db, db_templates  # noqa: F401
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
 WINDOW = {"opens_on": date(2026, 11, 1), "closes_on": date(2026, 12, 31)}

@@ -16,7 +16,6 @@ from storage.models_mentoring import MentorMeeting, MentorPair, MentorProposal, 
 from storage.models_outbox import OutboxMessage
 from storage.services import mentoring as svc
 from storage.services.errors import Conflict, Forbidden, NotFound
-from tests.support.template_db import db, db_templates  # noqa: F401
 
 SCHOOL_1 = "МОБУ «СОШ № 1», Всеволожск"
 SCHOOL_2 = "МОБУ «СОШ № 2», Кудрово"

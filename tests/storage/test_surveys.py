@@ -22,7 +22,6 @@ from storage.models_surveys import (
 )
 from storage.services import surveys as S
 from storage.services.errors import Conflict, Forbidden
-from tests.support.template_db import db, db_templates  # noqa: F401
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
 TODAY = date(2026, 11, 26)

@@ -87,3 +87,28 @@ async def register_teacher(
     await chat.send(birth_year)
     await chat.press("Всё верно")
     assert chat.last_text().startswith("Главное меню"), chat.last_text()
+
+
+async def register_coordinator(
+    chat: EngineChat,
+    db,
+    clock,
+    *,
+    municipality_code: str = "vsevolozhsky",
+    municipality: str = "Всеволожский район",
+    name: str = "Кузнецова Елена Викторовна",
+) -> None:
+    """Create an invite as an admin would (CLI) and register with it through the real flows."""
+    from storage.services.invites import create_invite
+
+    async with db.unit() as uow:
+        code = await create_invite(uow, role="coordinator", municipality_code=municipality_code, now=clock.now)
+        await uow.commit()
+    await chat.send("/start")
+    await chat.press(municipality)
+    await chat.press("Согласен(на)")
+    await chat.press("У меня есть код приглашения")
+    await chat.send(code)
+    await chat.send(name)
+    await chat.press("Всё верно")
+    assert chat.last_text().startswith("Главное меню"), chat.last_text()

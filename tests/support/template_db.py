@@ -1,11 +1,8 @@
-"""A faster `db` fixture with the same meaning as the one in tests/conftest.py.
+"""The `db` fixture (wired in tests/conftest.py): a fresh, migrated database per test.
 
-Each test still gets a fresh, migrated database holding the demo reference data, but it is
-copied from a template built once per session (a file copy on SQLite, `CREATE DATABASE …
-TEMPLATE` on PostgreSQL) instead of running every migration again (~0.7 s and ~2 s a test).
-Use it by importing both fixtures into a test module:
-
-    from tests.support.template_db import db, db_templates  # noqa: F401
+Each test gets its own database holding the demo reference data, copied from a template built
+once per session (a file copy on SQLite, `CREATE DATABASE … TEMPLATE` on PostgreSQL) instead of
+running every migration again (~0.7 s and ~2 s a test).
 """
 
 from __future__ import annotations
