@@ -78,6 +78,18 @@ class DbSettings(BaseModel):
         return value
 
 
+class MatchingSettings(BaseModel):
+    """Weights of the mentor–mentee score (see storage/services/matching.py)."""
+
+    same_school: int = 4
+    same_subject: int = 3
+    per_deficit: int = 1
+    max_deficits: int = Field(default=3, ge=0)
+    same_kind: int = 1
+    per_existing_mentee: int = Field(default=-1, le=0)
+    min_score: int = 1
+
+
 class LimitsSettings(BaseModel):
     """Outgoing message limits (Telegram FAQ: ~30 msg/s overall, ~1 msg/s per chat)."""
 
@@ -98,6 +110,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     db: DbSettings = DbSettings()
     limits: LimitsSettings = LimitsSettings()
+    matching: MatchingSettings = MatchingSettings()
     data_dir: Path = Path("./data")
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     quiet_hours: str = Field(default="22:00-08:00", pattern=r"^\d\d:\d\d-\d\d:\d\d$")

@@ -21,6 +21,7 @@ from dialogs.flows import texts as T
 from dialogs.flows.common import MenuItem, fixed, menu_item
 from dialogs.model import Button, Choice, Flow, InputError, Screen
 from storage.models import Member, Role
+from storage.services import matching
 from storage.services import mentoring as svc
 from storage.services.errors import Conflict, Forbidden, NotFound
 from storage.services.members import require_coordinator
@@ -625,7 +626,8 @@ async def accept(ctx: Ctx) -> str:
 
 async def decline(ctx: Ctx) -> str:
     try:
-        await svc.decline_proposal(ctx.uow, await me(ctx), int(ctx.data["proposal_id"]), now=ctx.now)
+        await svc.decline_proposal(ctx.uow, await me(ctx), int(ctx.data["proposal_id"]), now=ctx.now,
+                                   weights=weights_of(ctx))
     except (Conflict, NotFound) as error:
         ctx.say(conflict_text(error))
         return "list"
@@ -909,9 +911,15 @@ async def matching_text(ctx: Ctx) -> str:
     return "\n".join(lines)
 
 
+def weights_of(ctx: Ctx) -> matching.MatchWeights:
+    """The score weights from the settings (MATCHING__SAME_SCHOOL, ...), or the defaults."""
+    configured = getattr(ctx.config, "matching", None)
+    return matching.MatchWeights(**configured.model_dump()) if configured is not None else matching.DEFAULT_WEIGHTS
+
+
 async def run_matching(ctx: Ctx) -> str:
     actor = await coordinator(ctx)
-    proposals = await svc.run_matching(ctx.uow, actor, actor.municipality_id, now=ctx.now)
+    proposals = await svc.run_matching(ctx.uow, actor, actor.municipality_id, now=ctx.now, weights=weights_of(ctx))
     if not proposals:
         ctx.say("Новых пар не найдено: нет ждущих педагогов или подходящих наставников со свободными местами.")
         return "home"

@@ -316,3 +316,16 @@ def test_every_mentoring_screen_is_reachable():
             targets |= {t for t in [screen.go, *(b.go for b in screen.buttons)] if isinstance(t, str)}
         unreachable = {screen.id for screen in flow.screens} - targets
         assert not unreachable, f"{flow.name}: {unreachable}"
+
+
+def test_the_score_weights_come_from_the_settings():
+    from types import SimpleNamespace
+
+    from bot.settings import Settings
+    from dialogs.flows.mentoring import weights_of
+
+    settings = Settings(matching={"same_school": 10, "min_score": 2})
+
+    weights = weights_of(SimpleNamespace(config=settings))
+
+    assert (weights.same_school, weights.same_subject, weights.min_score) == (10, 3, 2)
