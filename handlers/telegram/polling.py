@@ -14,6 +14,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 from aiogram.types import Update
 
+from storage.repositories.inbox import journal
 from storage.unit_of_work import Database
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,10 @@ class Intake:
 
     async def _journal(self, updates: list[Update]) -> list[Update]:
         """Record a batch; return the updates never seen before (duplicates are dropped here)."""
-        async with self.db.unit() as uow:
-            new_ids = await uow.inbox.record_many(
-                TRANSPORT, [(str(update.update_id), update.model_dump_json(exclude_none=True)) for update in updates]
-            )
-            await uow.commit()
+        new_ids = await journal(
+            self.db.sessions.kw["bind"], TRANSPORT,
+            [(str(update.update_id), update.model_dump_json(exclude_none=True)) for update in updates],
+        )
         return [update for update in updates if str(update.update_id) in new_ids]
 
     async def _spawn(self, update: Update) -> None:

@@ -25,6 +25,30 @@ def next_seq() -> int:
     return time.time_ns() // 1000 * 1000 + next(_counter) % 1000
 
 
+def record_many_statement(dialect: str, transport: str, items: list[tuple[str, str | None]]):
+    """INSERT … ON CONFLICT DO NOTHING RETURNING update_id for a batch of (update id, payload)."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    now = utcnow()
+    return (
+        insert(TABLE)
+        .values([
+            {"transport": transport, "update_id": update_id, "seq": next_seq(), "payload": payload, "received_at": now}
+            for update_id, payload in items
+        ])
+        .on_conflict_do_nothing(index_elements=["transport", "update_id"])
+        .returning(TABLE.c.update_id)
+    )
+
+
+async def journal(engine, transport: str, items: list[tuple[str, str | None]]) -> set[str]:
+    """Journal a batch in its own short transaction on a bare connection (the intake's hot path)."""
+    if not items:
+        return set()
+    async with engine.begin() as connection:
+        result = await connection.execute(record_many_statement(engine.dialect.name, transport, items))
+        return set(result.scalars())
+
+
 class InboxRepository:
     """Record, find and mark incoming updates."""
 
@@ -46,17 +70,7 @@ class InboxRepository:
         """Journal a batch in one statement; returns the ids never seen before."""
         if not items:
             return set()
-        insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
-        now = utcnow()
-        statement = (
-            insert(TABLE)
-            .values([
-                {"transport": transport, "update_id": update_id, "seq": next_seq(), "payload": payload, "received_at": now}
-                for update_id, payload in items
-            ])
-            .on_conflict_do_nothing(index_elements=["transport", "update_id"])
-            .returning(TABLE.c.update_id)
-        )
+        statement = record_many_statement(self.session.bind.dialect.name, transport, items)
         return set((await self.session.execute(statement)).scalars())
 
     async def claim(self, transport: str, update_id: str) -> bool:
