@@ -50,9 +50,15 @@ def test_the_image_installs_and_its_start_command_runs_on_a_fresh_virtualenv(tmp
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
     )
 
+    # The installed package carries its migrations, questionnaires and demo data: a full start-up path.
+    invited = subprocess.run(
+        [str(python), "-m", "bot", "invite", "--role", "admin"], cwd=tmp_path, env=env,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )
+
     assert cmd == ["python", "-m", "bot", "run"]
     assert started.returncode == 2 and "set TELEGRAM__TOKEN" in started.stderr, started.stderr[-2000:]
-    assert (tmp_path / "data" / "bot.sqlite3").exists() is False  # nothing created without a channel
+    assert invited.returncode == 0 and "invite code for admin" in invited.stdout, invited.stderr[-2000:]
 
 
 def test_the_compose_file_matches_the_settings_the_bot_reads():
