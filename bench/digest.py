@@ -35,7 +35,6 @@ from sqlalchemy import func, insert, select  # noqa: E402
 
 from bench.aggregation import _answer  # noqa: E402
 from storage.db import create_engine, session_factory  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
 from storage.models import Member, Municipality, Organisation  # noqa: E402
 from storage.models_digest import DigestTarget  # noqa: E402
 from storage.models_events import Event, EventFeedback, EventType, Registration  # noqa: E402
@@ -50,9 +49,9 @@ from storage.models_surveys import (  # noqa: E402
     mask_of,
 )
 from storage.services import digest, surveys  # noqa: E402
-from storage.services.reference import ensure_demo_reference  # noqa: E402
 from storage.taxonomy import DeficitGroup, Difficulty, HelpDirection, SubjectArea  # noqa: E402
 from storage.unit_of_work import Database  # noqa: E402
+from storage.bootstrap import prepare_database
 
 TARGET_SECONDS = 2.0
 N_SCHOOLS = 40
@@ -285,13 +284,8 @@ async def measure(url: str, municipality_id: int, repeat: int) -> dict[str, floa
 
 
 async def prepare(path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    await upgrade(engine)
-    db = Database(session_factory(engine))
-    async with db.unit() as uow:
-        await ensure_demo_reference(uow)
-        await uow.commit()
-    await engine.dispose()
+    database = await prepare_database(f"sqlite+aiosqlite:///{path}")
+    await database.engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,12 +12,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from dialogs.engine import DialogEngine
 from dialogs.registry import build_registry
-from storage.db import create_engine, session_factory
-from storage.migrate import upgrade
-from storage.services.reference import ensure_demo_reference
 from storage.unit_of_work import Database
 from tests.support.driver import EngineChat
 from tests.support.template_db import db, db_templates  # noqa: F401  (the shared `db` fixture)
+from storage.bootstrap import prepare_database
 
 
 def pytest_addoption(parser) -> None:
@@ -133,14 +131,7 @@ async def postgres_url(request):
 
 async def prepare(url: str) -> Database:
     """Migrate a database and load the demo reference data."""
-    engine = create_engine(url)
-    await upgrade(engine)
-    database = Database(session_factory(engine))
-    async with database.unit() as uow:
-        await ensure_demo_reference(uow)
-        await uow.commit()
-    database.engine = engine
-    return database
+    return await prepare_database(url)
 
 
 @pytest.fixture

@@ -16,19 +16,13 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.db import create_engine, session_factory
-from storage.migrate import upgrade
-from storage.services.reference import ensure_demo_reference
 from storage.unit_of_work import Database
+from storage.bootstrap import prepare_database
 
 
 async def _build(url: str) -> None:
-    engine = create_engine(url)
-    await upgrade(engine)
-    database = Database(session_factory(engine))
-    async with database.unit() as uow:
-        await ensure_demo_reference(uow)
-        await uow.commit()
-    await engine.dispose()  # closing the last SQLite connection folds the WAL into the file
+    database = await prepare_database(url)
+    await database.engine.dispose()  # closing the last SQLite connection folds the WAL into the file
 
 
 async def _admin(admin_url: str, *statements: str) -> None:
