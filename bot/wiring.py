@@ -13,7 +13,7 @@ from bot.settings import Settings
 from dialogs.engine import DialogEngine
 from dialogs.registry import build_registry
 from storage.db import create_engine, session_factory
-from storage.migrate import upgrade
+from storage.migrate import serialise, upgrade
 from storage.models import utcnow
 from storage.services.reference import ensure_demo_reference
 from storage.services.surveys import sync_builtin_questionnaires
@@ -46,6 +46,7 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = utcno
         await upgrade(sql)
     db = Database(session_factory(sql))
     async with db.unit() as uow:
+        await (await uow.session.connection()).run_sync(serialise)  # replicas starting together: one at a time
         if settings.demo_data and await ensure_demo_reference(uow):
             log.info("loaded the demo reference data (municipalities and organisations)")
         await sync_builtin_questionnaires(uow, now=clock())

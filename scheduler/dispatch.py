@@ -17,6 +17,11 @@ A process killed between a platform call and its record leaves that row `sending
 lease it goes back to `pending` (at-least-once for those few rows: the platform cannot tell us
 whether it got them). `release_claims(db)` at start frees them at once when only one process
 dispatches (SQLite).
+
+Rows of kind "wall" (`WALL_KIND`: an event announcement a coordinator queued) are not messages
+to their member: they go to the broadcaster on the transport "vk_wall" (`WALL_TRANSPORT`, the
+community wall, `handlers.vk.wall.WallSender`), outside quiet hours' rules. While the broadcaster
+has no sender for that transport they are not claimed: they wait, pending.
 """
 
 from __future__ import annotations
@@ -46,10 +51,13 @@ MAX_ATTEMPTS = 5
 RETRY_BASE = timedelta(minutes=1)
 TEXT_LIMIT = 4096
 TRANSPORT_ORDER = ("telegram", "vk")
+WALL_KIND = "wall"
+WALL_TRANSPORT = "vk_wall"
+WALL_CHAT = "wall"
 
 OnRecorded = Callable[[Outgoing, Outcome], Awaitable[None]]
 
-__all__ = ["DispatchReport", "SENDING", "dispatch_due", "release_claims"]
+__all__ = ["DispatchReport", "SENDING", "WALL_KIND", "WALL_TRANSPORT", "dispatch_due", "release_claims"]
 
 
 @dataclass
@@ -68,8 +76,8 @@ class DispatchReport:
 @dataclass
 class _Claimed:
     row_id: int
-    member_id: int
-    account_id: int
+    member_id: int | None
+    account_id: int | None  # None for a wall post
 
 
 async def dispatch_due(
@@ -175,6 +183,8 @@ async def _claim(
             .order_by(OutboxMessage.due_at, OutboxMessage.id)
             .limit(batch)
         )
+        if not _can_send(broadcaster, WALL_TRANSPORT):  # left pending: claiming them would loop
+            statement = statement.where(OutboxMessage.kind != WALL_KIND)
         if uow.dialect == "postgresql":
             statement = statement.with_for_update(skip_locked=True)
         rows = list((await uow.session.execute(statement)).scalars())
@@ -203,6 +213,12 @@ async def _claim(
         messages: list[Outgoing] = []
         claimed: dict[str, _Claimed] = {}
         for row in rows:
+            if row.kind == WALL_KIND:
+                row.state, row.sent_at, row.transport = SENDING, now, WALL_TRANSPORT
+                claimed[row.key] = _Claimed(row.id, row.member_id, None)
+                messages.append(Outgoing(key=row.key, transport=WALL_TRANSPORT, chat_id=WALL_CHAT, text=row.text,
+                                         parse_mode=None))
+                continue
             preferred, zone = people.get(row.member_id, (None, None))
             zone = zone or "Europe/Moscow"
             if quiet is not None and _in_quiet(now, zone, quiet) and not _in_quiet(row.due_at, zone, quiet):
@@ -297,10 +313,11 @@ async def _record(connection, claim: _Claimed, outcome: Outcome, now: datetime, 
         report.sent += 1
     elif outcome == Outcome.UNREACHABLE:
         values = {"state": UNREACHABLE, "sent_at": None, "attempts": OutboxMessage.attempts + 1}
-        await connection.execute(
-            update(Account).where(Account.id == claim.account_id, Account.unreachable_at.is_(None))
-            .values(unreachable_at=now)
-        )
+        if claim.account_id is not None:
+            await connection.execute(
+                update(Account).where(Account.id == claim.account_id, Account.unreachable_at.is_(None))
+                .values(unreachable_at=now)
+            )
         report.unreachable += 1
     else:
         attempts = (

@@ -110,6 +110,12 @@ def build_scheduler(
     return scheduler
 
 
+# Messages a dispatch run keeps between "taken for sending" and "outcome recorded". A kill -9
+# can leave at most this many accepted by the platform but not recorded, and those are sent
+# again after the lease: the broadcaster's default prefetch (256) let the send outrun the
+# recording by hundreds, so a killed replica repeated hundreds of messages.
+UNRECORDED_AT_MOST = 32
+
 FEATURE_JOBS_SECONDS = {
     "mentoring:nudges": 3600,
     "surveys:campaigns": 3600,
@@ -212,9 +218,13 @@ def build_broadcaster(settings: Any) -> Broadcaster | None:
 
         senders["vk"] = build_vk_sender(settings)
         limits["vk"] = RateLimit(per_second=settings.limits.vk_per_second, per_chat_per_second=1.0)
+        from handlers.vk.wall import WALL_LIMIT, WALL_TRANSPORT, build_wall_sender
+
+        senders[WALL_TRANSPORT] = build_wall_sender(settings)  # event announcements on the community wall
+        limits[WALL_TRANSPORT] = WALL_LIMIT
     if not senders:
         return None
-    return Broadcaster(senders, limits)
+    return Broadcaster(senders, limits, prefetch=UNRECORDED_AT_MOST)
 
 
 def start_for_app(app: Any) -> BotScheduler | None:

@@ -9,6 +9,14 @@ from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x6D6D5301  # a PostgreSQL advisory lock key of our own
+
+
+def serialise(connection) -> None:
+    """Bot replicas starting together on one PostgreSQL database migrate one at a time: the
+    others wait for this transaction's lock, then find nothing left to do."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
 
 
 def alembic_config() -> Config:
@@ -24,6 +32,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "heads") -> None:
 
     def run(connection) -> None:
         config.attributes["connection"] = connection
+        serialise(connection)
         command.upgrade(config, revision)
 
     async with engine.begin() as connection:

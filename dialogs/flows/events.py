@@ -68,6 +68,12 @@ ASK_COPY_START = "Дата и время начала копии, наприме
 CANCEL_CONFIRM = "Отменить «{title}»? Все записавшиеся сразу получат уведомление."
 NO_DEFICIT = "Не указывать"
 
+WALL_BUTTON = "📣 Опубликовать на стене ВК"
+WALL_QUEUED = "Анонс отправлен на стену сообщества ВКонтакте: он появится там в течение минуты."
+WALL_ALREADY = "Анонс этого мероприятия уже отправлен на стену сообщества: второй раз его не публикую."
+WALL_SIGN_UP = "Записаться и получить напоминания: напишите сообществу «Начать» — https://vk.me/club{group}"
+WALL_KIND = "wall"  # scheduler/dispatch.py posts outbox rows of this kind on the community wall
+
 FEEDBACK_DONE = "Спасибо за ответы!"
 NOTHING_TO_ASK = "Сейчас нет мероприятий, по которым я жду ответа. Спасибо!"
 ATTENDED_ASK = "Вы были на мероприятии «{title}» ({when})?"
@@ -282,6 +288,18 @@ def coordinates(ctx: Ctx) -> bool:
     return _card(ctx).get("coord", False) and _card(ctx).get("active", False)
 
 
+def _vk_group(ctx: Ctx) -> int | None:
+    """The VK community id when the VK channel is configured (`ctx.config` is the Settings), else None."""
+    vk = getattr(ctx.config, "vk", None)
+    if vk is None or getattr(vk, "token", None) is None or not getattr(vk, "group_id", None):
+        return None
+    return int(vk.group_id)
+
+
+def can_announce(ctx: Ctx) -> bool:
+    return _card(ctx).get("coord", False) and _card(ctx).get("open", False) and _vk_group(ctx) is not None
+
+
 def is_teacher(ctx: Ctx) -> bool:
     return ctx.data.get("role") == Role.TEACHER
 
@@ -340,6 +358,42 @@ async def save_subs(ctx: Ctx) -> str:
 async def unsubscribe_all(ctx: Ctx) -> str:
     ctx.data["types"] = []
     return await save_subs(ctx)
+
+
+def wall_text(event, group: int) -> str:
+    """The announcement on the community wall: plain text, no seat count (it would go stale)."""
+    lines = [f"📣 «{event.title}»", event.event_type.name, f"Когда: {ev.when_text(event)}"]
+    where = ev.where_text(event)
+    if where:
+        lines.append(where)
+    lines.append(f"Для кого: {AUDIENCES.get(event.audience, event.audience)}")
+    if event.capacity is not None:
+        lines.append(f"Мест: {event.capacity}")
+    if event.organiser_contact:
+        lines.append(f"Организатор: {event.organiser_contact}")
+    if event.description:
+        lines += ["", event.description]
+    lines += ["", WALL_SIGN_UP.format(group=group)]
+    return "\n".join(lines)
+
+
+async def announce_on_wall(ctx: Ctx) -> str:
+    """Queue the event's announcement for the community wall, once per event (the outbox key)."""
+    member = await _member(ctx)
+    event = await _event_or_none(ctx)
+    group = _vk_group(ctx)
+    if event is None:
+        ctx.say(GONE)
+        return "list"
+    if group is None or not _is_coordinator(member, event.municipality_id):
+        ctx.say(T.NO_RIGHTS)
+        return "card"
+    queued = await outbox.enqueue(
+        ctx.uow, key=f"event:{event.id}:wall", kind=WALL_KIND, member_id=member.id, text=wall_text(event, group),
+        due_at=ctx.now,
+    )
+    ctx.say(WALL_QUEUED if queued is not None else WALL_ALREADY)
+    return "card"
 
 
 async def people_text(ctx: Ctx) -> str:
@@ -608,6 +662,7 @@ EVENTS = Flow(
             Button("👥 Участники", "people", go="people", show_if=coordinates),
             Button("✏️ Изменить", "edit", go="edit", show_if=coordinates),
             Button("📄 Копировать", "copy", go="copy", show_if=lambda ctx: _card(ctx).get("coord", False)),
+            Button(WALL_BUTTON, "wall", action=announce_on_wall, show_if=can_announce),
             Button("🚫 Отменить мероприятие", "cancel_event", go="cancel_confirm", show_if=coordinates),
             Button("К списку", "list", go="list"),
         ]),

@@ -16,28 +16,15 @@ from datetime import datetime, timezone
 import pytest
 from openpyxl import load_workbook
 
-from dialogs.model import ExternalId
 from scheduler.broadcaster import Broadcaster, RateLimit
 from scheduler.dispatch import dispatch_due
 from scheduler.jobs_digest import run_digests
 from scheduler.senders import TelegramSender
 from storage.models import Role
-from storage.services import consent as consent_service
-from storage.services import members as member_service
 from tests.e2e.conftest import say
+from tests.support.people import registered_in_db, telegram_who
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def person(db, chat, clock, *, role: str, name: str, **profile) -> None:
-    """A registered member behind this Telegram chat (consent given)."""
-    who = ExternalId("telegram", str(chat.user_id), str(chat.chat_id))
-    async with db.unit() as uow:
-        municipality = await uow.reference.municipality_by_code("vsevolozhsky")
-        await consent_service.give_consent(uow, who, municipality_id=municipality.id, now=clock.now)
-        await member_service.register_member(uow, who, role=role, full_name=name, municipality_id=municipality.id,
-                                             now=clock.now, **profile)
-        await uow.commit()
 
 
 async def files_of(chat):
@@ -47,9 +34,10 @@ async def files_of(chat):
 
 async def test_digest_on_demand_arrives_with_its_chart_and_workbook(tg, db, clock):
     coordinator, teacher = tg.chat(), tg.chat()
-    await person(db, coordinator, clock, role=Role.COORDINATOR, name="Кузнецова Елена Викторовна")
-    await person(db, teacher, clock, role=Role.TEACHER, name="Зайцева Полина Андреевна",
-                 teaching_start_year=2026, birth_year=2001)
+    await registered_in_db(db, telegram_who(coordinator), clock.now, role=Role.COORDINATOR,
+                           name="Кузнецова Елена Викторовна")
+    await registered_in_db(db, telegram_who(teacher), clock.now, role=Role.TEACHER, name="Зайцева Полина Андреевна",
+                           teaching_start_year=2026, birth_year=2001)
 
     await say(coordinator, "/digest")
     photo, document = await files_of(coordinator)
@@ -65,7 +53,8 @@ async def test_digest_on_demand_arrives_with_its_chart_and_workbook(tg, db, cloc
 
 async def test_the_monday_digest_is_sent_once_with_its_png_and_xlsx(tg, db, clock, emulator):
     coordinator = tg.chat()
-    await person(db, coordinator, clock, role=Role.COORDINATOR, name="Кузнецова Елена Викторовна")
+    await registered_in_db(db, telegram_who(coordinator), clock.now, role=Role.COORDINATOR,
+                           name="Кузнецова Елена Викторовна")
     monday_nine = datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc)  # 09:00 in Moscow
     bot = emulator.make_bot()
     broadcaster = Broadcaster({"telegram": TelegramSender(bot)}, {"telegram": RateLimit(per_second=math.inf)})

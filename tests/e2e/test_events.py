@@ -8,15 +8,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dialogs.model import ExternalId
 from scheduler.broadcaster import Broadcaster, RateLimit
 from scheduler.dispatch import dispatch_due
 from scheduler.senders import TelegramSender
-from storage.services import consent as consent_service
-from storage.services import members as member_service
 from storage.services.invites import create_invite
 from storage.services.outbox import parse_quiet_hours
 from tests.e2e.conftest import say, tap
+from tests.support.people import registered_in_db, telegram_who
+from tests.support.scenarios import open_event, publish_club_event, register_coordinator, telegram_actor
 
 MSK = ZoneInfo("Europe/Moscow")
 QUIET = parse_quiet_hours("22:00-08:00")
@@ -31,21 +30,6 @@ async def broadcaster(emulator):
     await bot.session.close()
 
 
-async def teacher_in_db(db, chat, clock) -> None:
-    """A registered young teacher behind this Telegram chat (registration itself has its own e2e tests)."""
-    who = ExternalId("telegram", str(chat.user_id), str(chat.chat_id))
-    async with db.unit() as uow:
-        municipality = await uow.reference.municipality_by_code("vsevolozhsky")
-        await consent_service.give_consent(uow, who, municipality_id=municipality.id, now=clock.now)
-        await member_service.register_member(uow, who, role="teacher", full_name="Зайцева Полина Андреевна",
-                                             municipality_id=municipality.id, now=clock.now)
-        await uow.commit()
-
-
-def label_with(message, part: str) -> str:
-    return next(label for label in message.buttons if part in label)
-
-
 async def test_a_coordinator_publishes_a_teacher_registers_gets_a_morning_reminder_and_the_cancellation(
     tg, db, clock, broadcaster
 ):
@@ -53,31 +37,13 @@ async def test_a_coordinator_publishes_a_teacher_registers_gets_a_morning_remind
     async with db.unit() as uow:
         code = await create_invite(uow, role="coordinator", municipality_code="vsevolozhsky", now=clock.now)
         await uow.commit()
-    await say(coordinator, "/start")
-    await tap(coordinator, "Всеволожский район")
-    await tap(coordinator, "Согласен(на)")
-    await tap(coordinator, "У меня есть код приглашения")
-    await say(coordinator, code)
-    await say(coordinator, "Кузнецова Елена Викторовна")
-    await tap(coordinator, "Всё верно")
-    await say(coordinator, "/events")
-    await tap(coordinator, "➕ Новое мероприятие")
-    await tap(coordinator, "Клуб молодых педагогов")
-    await say(coordinator, "Клуб: весенняя встреча")
-    await say(coordinator, "10.12.2026 09:00")
-    await say(coordinator, "11:00")
-    await say(coordinator, "ВРМЦ, ауд. 12")
-    await tap(coordinator, "Молодые педагоги")
-    await tap(coordinator, "Без ограничений")
-    await tap(coordinator, "☐ Коммуникативные")
-    await tap(coordinator, "Готово ✅")
-    await say(coordinator, "metod@example.org")
-    card = await tap(coordinator, "Опубликовать")
+    await register_coordinator(telegram_actor(coordinator), code)
+    card = await publish_club_event(telegram_actor(coordinator))
     assert card.startswith("«Клуб: весенняя встреча»")
 
-    await teacher_in_db(db, teacher, clock)
+    await registered_in_db(db, telegram_who(teacher), clock.now, role="teacher", name="Зайцева Полина Андреевна")
     listing = await say(teacher, "/events")
-    await tap(teacher, label_with(await teacher.last_message(), "10.12 09:00"))
+    await open_event(telegram_actor(teacher))
     after_yes = await tap(teacher, "✅ Иду")
     assert listing.startswith("Ближайшие мероприятия") and "✅ Вы записаны." in after_yes
     sent_before = len(await teacher.messages())
@@ -101,7 +67,7 @@ async def test_a_coordinator_publishes_a_teacher_registers_gets_a_morning_remind
     assert opened.startswith("Ближайшие мероприятия")
 
     await say(coordinator, "/events")
-    await tap(coordinator, label_with(await coordinator.last_message(), "10.12 09:00"))
+    await open_event(telegram_actor(coordinator))
     await tap(coordinator, "🚫 Отменить мероприятие")
     await tap(coordinator, "Да, отменить")
     count = len(await teacher.messages())
