@@ -22,6 +22,7 @@ from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.metrics import FAILED, JOBS, SENT
 from scheduler.broadcaster import Broadcaster, RateLimit
 from scheduler.dispatch import dispatch_due, release_claims
 from storage.services import events as event_service
@@ -87,6 +88,10 @@ def build_scheduler(
             await release_claims(db)
             started["released"] = True
         report = await dispatch_due(db, broadcaster, clock(), batch=batch, quiet=quiet)
+        JOBS.labels(job=DISPATCH_JOB).inc()
+        SENT.labels(transport="all").inc(report.sent)
+        FAILED.labels(transport="all", outcome="unreachable").inc(report.unreachable)
+        FAILED.labels(transport="all", outcome="failed").inc(report.failed)
         if report.claimed or report.unreachable or report.deferred or report.released:
             log.info("outbox: %s", report)
 
@@ -182,6 +187,7 @@ def add_feature_jobs(scheduler: BotScheduler, db: Database, settings_like: Any, 
         async def run() -> None:
             async with job_lock(db, name) as mine:
                 if mine:
+                    JOBS.labels(job=name).inc()
                     done = await body()
                     if done:
                         log.info("%s: %s", name, done)

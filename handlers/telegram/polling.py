@@ -14,6 +14,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 from aiogram.types import Update
 
+from bot.metrics import DUPLICATES
 from storage.repositories.inbox import journal
 from storage.unit_of_work import Database
 
@@ -52,6 +53,8 @@ class Intake:
             self.db.sessions.kw["bind"], TRANSPORT,
             [(str(update.update_id), update.model_dump_json(exclude_none=True)) for update in updates],
         )
+        if len(new_ids) < len(updates):
+            DUPLICATES.labels(transport=TRANSPORT).inc(len(updates) - len(new_ids))
         return [update for update in updates if str(update.update_id) in new_ids]
 
     async def _spawn(self, update: Update) -> None:

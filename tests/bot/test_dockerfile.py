@@ -77,3 +77,51 @@ def test_the_compose_file_matches_the_settings_the_bot_reads():
     for name in bot["environment"]:
         head = name.split("__")[0].lower()
         assert head in Settings.model_fields, f"{name} is not a setting"
+
+
+def compose_default(value: str) -> str:
+    """What Compose puts in a variable's place when .env does not set it: `${NAME:-default}` → default."""
+    import re
+
+    return re.sub(r"\$\{[A-Z0-9_]+(?::?-([^}]*))?\}", lambda match: match.group(1) or "", str(value))
+
+
+def test_the_proxy_service_sends_the_webhook_and_the_health_endpoints_to_the_bots_http_port(monkeypatch):
+    import re
+
+    from bot.settings import Settings
+    from handlers.telegram.webhook import SECRET_HEADER, WEBHOOK_PATH
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    proxy, bot = compose["services"]["proxy"], compose["services"]["bot"]
+    mount = next(volume for volume in proxy["volumes"] if volume.split(":")[1] == "/etc/nginx/nginx.conf")
+    conf = (ROOT / mount.split(":")[0]).read_text()
+    live = "\n".join(line.split("#", 1)[0] for line in conf.splitlines())  # without the commented TLS block
+
+    # The bot as the container sees it when .env sets nothing but the token: polling, port 8080.
+    for name in [name for name in os.environ if name.startswith(("TELEGRAM__", "HTTP__"))]:
+        monkeypatch.delenv(name)
+    for name, value in bot["environment"].items():
+        monkeypatch.setenv(name, compose_default(value))
+    settings = Settings(_env_file=None)
+    assert settings.telegram.mode == "polling"
+    # ... and in webhook mode with the three variables set in .env.
+    monkeypatch.setenv("TELEGRAM__MODE", "webhook")
+    monkeypatch.setenv("TELEGRAM__WEBHOOK_URL", "https://bot.example.org")
+    monkeypatch.setenv("TELEGRAM__WEBHOOK_SECRET", "x" * 32)
+    assert Settings(_env_file=None).telegram.mode == "webhook"
+    for name in ("TELEGRAM__MODE", "TELEGRAM__WEBHOOK_URL", "TELEGRAM__WEBHOOK_SECRET"):
+        assert bot["environment"][name] == f"${{{name}" + (":-polling}" if name == "TELEGRAM__MODE" else ":-}")
+
+    assert proxy["image"].startswith("nginx:") and proxy["depends_on"]["bot"]
+    assert any(str(port).endswith(":80") for port in proxy["ports"]) and re.search(r"^\s*listen 80;", live, re.M)
+    assert "container_name" not in bot and "ports" not in bot  # `--scale bot=3` needs both absent
+    upstream = re.search(r"set \$bot http://([a-z]+):(\d+);", live)
+    assert upstream and upstream.groups() == ("bot", str(settings.http.port))
+    for path in (WEBHOOK_PATH, "/healthz", "/readyz", "/metrics"):
+        block = re.search(rf"location = {re.escape(path)} \{{(.*?)\n        \}}", live, re.S)
+        assert block and "proxy_pass $bot;" in block.group(1), path
+    webhook = re.search(rf"location = {re.escape(WEBHOOK_PATH)} \{{(.*?)\n        \}}", live, re.S).group(1)
+    header = SECRET_HEADER
+    assert f"proxy_set_header {header} $http_{header.lower().replace('-', '_')};" in webhook
+    assert re.search(r"location / \{\s*return 404;", live)
