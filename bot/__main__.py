@@ -309,17 +309,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _extensions():
-    """Commands contributed by feature modules (questionnaires, events, digests...)."""
-    found = []
-    for module_name in ("bot.commands_surveys", "bot.commands_events", "bot.commands_digest", "bot.commands_data"):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ImportError:
-            continue
-        register = getattr(module, "register", None)
-        if register is not None:
-            found.append(register)
-    return found
+    """Commands contributed by feature modules (questionnaire export/import, digests)."""
+    from bot import commands_digest, commands_surveys
+
+    return [commands_surveys.register, commands_digest.register]
 
 
 def main(argv: list[str] | None = None) -> int:

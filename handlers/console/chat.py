@@ -6,7 +6,7 @@ import asyncio
 from typing import Callable
 
 from dialogs.engine import DialogEngine
-from dialogs.model import CommandEvent, ExternalId, OutMessage, PressEvent, Reply, TextEvent
+from dialogs.model import CommandEvent, ExternalId, PressEvent, Reply, TextEvent
 
 QUIT = {"/quit", "/exit", "q", "выход"}
 
@@ -63,5 +63,3 @@ async def console_chat(
         write(text)
     write("До свидания!")
 
-
-__all__ = ["console_chat", "draw", "OutMessage"]
