@@ -158,101 +158,97 @@ async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_import_schools(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.wiring import build_app
-    from storage.services.reference import ReferenceError, import_reference
+class CommandFailed(Exception):
+    """A command's work was refused: the message is printed, nothing is saved, the exit status is 1."""
 
-    app = await build_app(settings.model_copy(update={"demo_data": False}))
+
+async def in_one_unit(settings: Settings, work, *, refused: tuple[type[Exception], ...], say: str):
+    """Run `work(uow)` on the app's database and commit; a refused error prints `say` + the error."""
+    from bot.wiring import build_app
+
+    app = await build_app(settings)
     try:
         async with app.db.unit() as uow:
             try:
-                report = await import_reference(uow, Path(args.file), municipality_code=args.municipality)
-            except (ReferenceError, OSError) as error:
-                print(f"import failed, nothing saved: {error}", file=sys.stderr)
-                return 1
+                result = await work(uow)
+            except refused as error:
+                raise CommandFailed(f"{say}{error}") from None
             await uow.commit()
+            return result
     finally:
         await app.close()
+
+
+async def on_bare_database(settings: Settings, work):
+    """Run `work(database)` on the migrated database without starting the bot (data transfer)."""
+    from storage.db import create_engine, session_factory
+    from storage.migrate import upgrade
+    from storage.unit_of_work import Database
+
+    engine = create_engine(settings.db.url)
+    try:
+        await upgrade(engine)
+        return await work(Database(session_factory(engine)))
+    finally:
+        await engine.dispose()
+
+
+async def cmd_import_schools(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.services.reference import ReferenceError, import_reference
+
+    report = await in_one_unit(
+        settings.model_copy(update={"demo_data": False}),
+        lambda uow: import_reference(uow, Path(args.file), municipality_code=args.municipality),
+        refused=(ReferenceError, OSError), say="import failed, nothing saved: ",
+    )
     print(f"imported: {report.municipalities} new municipalities, {report.organisations} new organisations")
     return 0
 
 
 async def cmd_invite(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.wiring import build_app
     from storage.models import utcnow
     from storage.services.errors import NotFound
     from storage.services.invites import create_invite
 
-    app = await build_app(settings)
-    try:
-        async with app.db.unit() as uow:
-            try:
-                code = await create_invite(
-                    uow, role=args.role, now=utcnow(), municipality_code=args.municipality,
-                    region=args.region, days=args.days,
-                )
-            except (ValueError, NotFound) as error:
-                print(f"no invite created: {error}", file=sys.stderr)
-                return 1
-            await uow.commit()
-    finally:
-        await app.close()
+    code = await in_one_unit(
+        settings,
+        lambda uow: create_invite(uow, role=args.role, now=utcnow(), municipality_code=args.municipality,
+                                  region=args.region, days=args.days),
+        refused=(ValueError, NotFound), say="no invite created: ",
+    )
     print(f"invite code for {args.role} (single use, valid {args.days} days): {code}")
     return 0
 
 
 async def cmd_import_events(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.wiring import build_app
     from storage.models import utcnow
     from storage.services.events import EventImportError, import_events
 
-    app = await build_app(settings)
-    try:
-        async with app.db.unit() as uow:
-            try:
-                report = await import_events(uow, Path(args.file), args.municipality, utcnow())
-            except EventImportError as error:
-                print(f"import failed, nothing saved:\n{error}", file=sys.stderr)
-                return 1
-            await uow.commit()
-    finally:
-        await app.close()
+    report = await in_one_unit(
+        settings, lambda uow: import_events(uow, Path(args.file), args.municipality, utcnow()),
+        refused=(EventImportError,), say="import failed, nothing saved:\n",
+    )
     print(f"imported: {report}")
     return 0
 
 
 async def cmd_export_data(settings: Settings, args: argparse.Namespace) -> int:
-    from storage.db import create_engine, session_factory
-    from storage.migrate import upgrade
     from storage.services.transfer import dump
-    from storage.unit_of_work import Database
 
-    engine = create_engine(settings.db.url)
-    try:
-        await upgrade(engine)
-        counts = await dump(Database(session_factory(engine)), Path(args.file))
-    finally:
-        await engine.dispose()
+    counts = await on_bare_database(settings, lambda database: dump(database, Path(args.file)))
     print(f"exported {sum(counts.values())} rows from {len(counts)} tables to {args.file}")
     return 0
 
 
 async def cmd_import_data(settings: Settings, args: argparse.Namespace) -> int:
-    from storage.db import create_engine, session_factory
-    from storage.migrate import upgrade
     from storage.services.transfer import TransferError, load
-    from storage.unit_of_work import Database
 
-    engine = create_engine(settings.db.url)
     try:
-        await upgrade(engine)
-        try:
-            counts = await load(Database(session_factory(engine)), Path(args.file), replace=args.replace)
-        except TransferError as error:
-            print(f"import failed, nothing changed: {error}", file=sys.stderr)
-            return 1
-    finally:
-        await engine.dispose()
+        counts = await on_bare_database(
+            settings, lambda database: load(database, Path(args.file), replace=args.replace)
+        )
+    except TransferError as error:
+        raise CommandFailed(f"import failed, nothing changed: {error}") from None
     print(f"imported {sum(counts.values())} rows into {len(counts)} tables")
     return 0
 
@@ -323,7 +319,11 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    return asyncio.run(args.handler(settings, args))
+    try:
+        return asyncio.run(args.handler(settings, args))
+    except CommandFailed as failure:
+        print(failure, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
