@@ -176,11 +176,10 @@ class _Run:
         if state is None or state.flow not in self.registry.flows or not self.registry.flows[
             state.flow
         ].has_screen(state.screen):
-            fresh = state is None
             self.state = DialogState(flow="", screen="", data=dict(state.data) if state else {})
             self.ctx.data = self.state.data
             if isinstance(event, m.CommandEvent) and (event.name in self.registry.commands or event.name == "__go__"):
-                return await self.on_command(event, fresh_start=fresh)
+                return await self.on_command(event)
             await self.go(f"flow:{self.registry.entry}")
             return await self.reply()
         self.state = state
@@ -205,7 +204,7 @@ class _Run:
 
     # ---- commands ------------------------------------------------------------------------
 
-    async def on_command(self, event: m.CommandEvent, fresh_start: bool = False) -> Reply:
+    async def on_command(self, event: m.CommandEvent) -> Reply:
         if event.name == "__show__":
             return await self.reply()
         command = self.registry.commands.get(event.name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable
+from typing import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -73,5 +73,3 @@ async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunn
     bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port
     return runner, bound
 
-
-ReadyCheck = Callable[[], Awaitable[bool]]
