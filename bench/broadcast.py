@@ -10,11 +10,13 @@ every user registered, one reminder each, due now) and a dispatcher in a separat
 
 1. steady: `--users` reminders at `--rate` msg/s: the achieved rate as a share of the limit
    (target at least 95 %), duplicates and lost messages (both must be 0);
-2. crash: the same, but the dispatcher is killed with SIGKILL halfway and started again;
+2. crash: the same, but the dispatcher is killed with SIGKILL halfway and started again: no
+   duplicates; only rows in flight at the kill (`uncertain`, not sent again) may be missing;
 3. ceiling: `--ceiling` reminders with the limit lifted: messages per second.
 
 Rates are measured on the emulator's side (the time of each sendMessage call it received).
-Exit status 0 when both limited runs reach the target with no duplicates and nothing lost.
+Exit status 0 when both limited runs reach the target with no duplicates and nothing lost
+(beyond the uncertain rows of the crash run).
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ class Result:
     lost: int
     segments: list[tuple[int, float]]  # (calls, seconds) of each uninterrupted stretch
     rows_sent: int
+    rows_uncertain: int = 0  # in flight at a kill: not sent again (scheduler.dispatch)
     in_flight: int | None = None  # at the kill: accepted by the emulator, not yet recorded as sent
 
     @property
@@ -186,7 +189,9 @@ async def measure(emulator, db_path: Path, users: int) -> Result:
     lost = len(expected - set(per_chat))
     with sqlite3.connect(db_path) as connection:
         rows_sent = connection.execute("select count(*) from outbox where state = 'sent'").fetchone()[0]
-    return Result(len(calls), duplicates, lost, segments_of([float(c["t_ms"]) for c in calls]), rows_sent)
+        uncertain = connection.execute("select count(*) from outbox where state = 'uncertain'").fetchone()[0]
+    return Result(len(calls), duplicates, lost, segments_of([float(c["t_ms"]) for c in calls]), rows_sent,
+                  uncertain)
 
 
 def spawn(db_url: str, emulator, rate: float, concurrency: int) -> subprocess.Popen:
@@ -261,15 +266,18 @@ def report(name: str, result: Result, users: int, rate: float | None) -> bool:
         ok &= share >= TARGET_SHARE
     else:
         print(f"  ceiling with the limit lifted: {result.rate:.0f} msg/s")
-    print(f"  lost: {result.lost}: {verdict(result.lost == 0)}")
+    # A row in flight at a kill is `uncertain` and not sent again: the platform may not have got it.
+    lost_ok = result.lost <= result.rows_uncertain
+    print(f"  lost: {result.lost} (at most the uncertain rows may be): {verdict(lost_ok)}")
     print(f"  duplicates: {result.duplicates}: {verdict(result.duplicates == 0)}")
     if result.in_flight is not None:
         print(f"  in flight at the kill (accepted by the emulator, not yet recorded as sent): {result.in_flight}; "
-              f"these are sent again after the restart (at-least-once for the messages a kill -9 interrupts)")
+              f"rows left uncertain (not sent again): {result.rows_uncertain}, of them never received: "
+              f"{result.lost}")
     print(f"  outbox rows sent: {result.rows_sent}")
     if len(result.segments) > 1:
         print("  stretches: " + ", ".join(f"{n} msgs in {s:.1f} s" for n, s in result.segments))
-    return ok and result.lost == 0 and result.duplicates == 0
+    return ok and lost_ok and result.duplicates == 0
 
 
 async def orchestrate(args) -> int:

@@ -278,6 +278,7 @@ class BroadcastReport:
 
 
 OnResult = Callable[[Outgoing, Outcome, "str | None"], Awaitable[None]]
+BeforeSend = Callable[[Outgoing], Awaitable[None]]
 
 
 # --------------------------------------------------------------------------
@@ -417,6 +418,7 @@ class _Abandoned(Exception):
 @dataclass(eq=False)
 class _Run:
     on_result: OnResult | None
+    before_send: BeforeSend | None = None
     report: BroadcastReport = field(default_factory=BroadcastReport)
     tasks: set[asyncio.Task[object]] = field(default_factory=set)
     unreachable: set[tuple[str, str]] = field(default_factory=set)
@@ -544,8 +546,15 @@ class Broadcaster:
         self,
         messages: Iterable[Outgoing] | AsyncIterable[Outgoing],
         on_result: OnResult,
+        *,
+        before_send: BeforeSend | None = None,
     ) -> BroadcastReport:
         """Send all ``messages``; await ``on_result(msg, outcome, message_id)`` for each.
+
+        ``before_send(msg)``, when given, is awaited right before a message's first platform
+        call (not before retries): the caller can record that the message is about to leave, so
+        that after a crash it can tell messages never attempted (safe to send again) from those
+        that may have reached the platform.  Calls may overlap (one per message in flight).
 
         Messages to different chats go concurrently within the limits;
         messages to one chat go in source order, spaced by the per-chat limit.
@@ -566,7 +575,7 @@ class Broadcaster:
         during the run, the report counts the messages left as ``abandoned``.
         """
         self._ensure_open()
-        run = _Run(on_result=on_result)
+        run = _Run(on_result=on_result, before_send=before_send)
         report = run.report
         self._runs.add(run)
         started = self._clock()
@@ -741,6 +750,7 @@ class Broadcaster:
         failures = 0
         flood_waits = 0
         priority = _NORMAL
+        attempted = False
         # The concurrency slot is kept across flood retries, so a message hit
         # by RetryAfter re-enters the pacer (first, with _URGENT priority) even
         # when fresh messages hold all the other slots.
@@ -776,8 +786,13 @@ class Broadcaster:
                 per_chat = self._limits[msg.transport].per_chat_per_second
                 if per_chat is not None:
                     self._set_chat_next(chat, released + 1.0 / per_chat)
+                self._shielded.add(task)  # from here on close() and aborts let the call finish
+                if not attempted and run.before_send is not None:
+                    # Raising aborts the run, like on_result. Once it returned the call is made
+                    # even if the run is stopping meanwhile: a message marked as leaving leaves.
+                    await run.before_send(msg)
+                attempted = True
                 report.attempts += 1
-                self._shielded.add(task)
                 error: BaseException
                 try:
                     message_id = await sender.send(msg)

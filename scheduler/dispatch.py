@@ -7,16 +7,25 @@ One tick (`dispatch_due`):
    claimed row becomes `sending` with `sent_at` = the claim time (its lease), or `unreachable` at
    once when the member has no account we can write to; the next batch is claimed while the
    broadcaster is still sending the previous one, until nothing is due;
-2. **send** them through `Broadcaster.send_many` (rate limits, retry-after, backoff live there);
-3. **record** each outcome in its own small transaction right after the send returns
+2. **attempt**: right before a row's first platform call it becomes `attempting` (rows about to
+   leave together are marked in one commit);
+3. **send** them through `Broadcaster.send_many` (rate limits, retry-after, backoff live there);
+4. **record** each outcome in its own small transaction right after the send returns
    (`sent` + `sent_at`, `unreachable` + the account marked, or back to `pending` later);
-4. **release** rows claimed but not sent (the run stopped early) back to `pending`.
+5. **release** rows claimed but not attempted (the run stopped early) back to `pending`.
 
-So a failure in the middle of a broadcast loses nothing and repeats nothing that was recorded.
-A process killed between a platform call and its record leaves that row `sending`; after the
-lease it goes back to `pending` (at-least-once for those few rows: the platform cannot tell us
-whether it got them). `release_claims(db)` at start frees them at once when only one process
-dispatches (SQLite).
+So a failure in the middle of a broadcast loses nothing and repeats nothing. A process killed
+in the middle leaves its claims behind; after the lease (at start, for the single SQLite
+process) `release_claims` sorts them out:
+
+- `sending` rows were never handed to the platform: back to `pending`, sent once later;
+- `attempting` rows were in flight: the platform may or may not have them, and Telegram cannot
+  be asked. They become `uncertain` and are not sent again, so nothing reaches a person twice
+  (the issue's first promise); only a row whose request had not yet reached the platform when
+  the process died is lost (in tests: about one in thirty uncertain rows, with limits lifted). At most the broadcaster's
+  prefetch of rows per killed process is ever uncertain (`scheduler.jobs.IN_FLIGHT_AT_MOST`). VK deduplicates by `random_id`
+  (ours is derived from the outbox key), so VK rows go back to `pending` instead: sent again,
+  delivered once.
 
 Rows of kind "wall" (`WALL_KIND`: an event announcement a coordinator queued) are not messages
 to their member: they go to the broadcaster on the transport "vk_wall" (`WALL_TRANSPORT`, the
@@ -26,6 +35,7 @@ has no sender for that transport they are not claimed: they wait, pending.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import Awaitable, Callable
@@ -46,6 +56,9 @@ from storage.unit_of_work import Database
 log = logging.getLogger(__name__)
 
 SENDING = "sending"
+ATTEMPTING = "attempting"
+UNCERTAIN = "uncertain"
+IDEMPOTENT_TRANSPORTS = ("vk",)  # the platform drops a repeated call (VK: same random_id)
 LEASE = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
 RETRY_BASE = timedelta(minutes=1)
@@ -57,7 +70,10 @@ WALL_CHAT = "wall"
 
 OnRecorded = Callable[[Outgoing, Outcome], Awaitable[None]]
 
-__all__ = ["DispatchReport", "SENDING", "WALL_KIND", "WALL_TRANSPORT", "dispatch_due", "release_claims"]
+__all__ = [
+    "ATTEMPTING", "DispatchReport", "SENDING", "UNCERTAIN", "WALL_KIND", "WALL_TRANSPORT", "dispatch_due",
+    "release_claims",
+]
 
 
 @dataclass
@@ -71,6 +87,7 @@ class DispatchReport:
     rescheduled: int = 0
     deferred: int = 0
     released: int = 0
+    uncertain: int = 0
 
 
 @dataclass
@@ -98,7 +115,7 @@ async def dispatch_due(
     morning. `on_recorded` is awaited after each outcome is committed (tests simulate a crash there).
     """
     report = DispatchReport()
-    report.released = await release_claims(db, older_than=now - lease)
+    report.released, report.uncertain = await release_claims(db, older_than=now - lease)
     pending: dict[str, _Claimed] = {}
     started = monotonic()
 
@@ -120,25 +137,43 @@ async def dispatch_due(
             if on_recorded is not None:
                 await on_recorded(msg, outcome)
 
+        async def before_send(msg: Outgoing) -> None:
+            await recorder.attempt(pending[msg.key])
+
         try:
-            await broadcaster.send_many(due_messages(), on_result)
+            await broadcaster.send_many(due_messages(), on_result, before_send=before_send)
         finally:
             if pending:  # claimed but never sent (the run stopped early): due again at once
                 report.released += await _release(db, [claim.row_id for claim in pending.values()])
     return report
 
 
-async def release_claims(db: Database, *, older_than: datetime | None = None) -> int:
-    """Put `sending` rows back to `pending` (all of them, or those claimed before `older_than`)."""
-    async with db.unit() as uow:
-        statement = update(OutboxMessage).where(OutboxMessage.state == SENDING)
+async def release_claims(db: Database, *, older_than: datetime | None = None) -> tuple[int, int]:
+    """Sort out claims left by a stopped process (all of them, or those made before `older_than`):
+    never attempted → `pending`; attempted → `uncertain` (VK: `pending`).
+    Returns (rows back to pending, rows now uncertain)."""
+
+    def claims(state: str):
+        statement = update(OutboxMessage).where(OutboxMessage.state == state)
         if older_than is not None:
             statement = statement.where(OutboxMessage.sent_at < older_than)
-        result = await uow.session.execute(statement.values(state=PENDING, sent_at=None))
+        return statement
+
+    async with db.unit() as uow:
+        execute = uow.session.execute
+        released = (await execute(claims(SENDING).values(state=PENDING, sent_at=None))).rowcount or 0
+        released += (await execute(
+            claims(ATTEMPTING).where(OutboxMessage.transport.in_(IDEMPOTENT_TRANSPORTS))
+            .values(state=PENDING, sent_at=None)
+        )).rowcount or 0
+        uncertain = (await execute(claims(ATTEMPTING).values(state=UNCERTAIN))).rowcount or 0
         await uow.commit()
-    if result.rowcount:
-        log.warning("outbox: %d claimed rows released back to pending", result.rowcount)
-    return result.rowcount or 0
+    if released:
+        log.warning("outbox: %d claimed rows released back to pending", released)
+    if uncertain:
+        log.warning("outbox: %d rows were in flight when their process stopped; marked uncertain, "
+                    "not sent again", uncertain)
+    return released, uncertain
 
 
 # ---- claiming --------------------------------------------------------------------------------
@@ -271,16 +306,20 @@ def _callback(data: str) -> str:
 
 
 class _Recorder:
-    """Writes outcomes, each in its own short transaction, over one connection held for the run.
+    """Writes marks and outcomes, each in its own short transaction, over one connection held
+    for the run (checking a connection out of the pool per message costs as much as the write).
 
-    (Checking a connection out of the pool for every message costs as much as the write itself;
-    the broadcaster already serialises `on_result`, so one connection is enough.)
+    Outcomes arrive one at a time (the broadcaster serialises `on_result`); marks arrive from
+    every message in flight at once, and those waiting together are written in one commit.
     """
 
     def __init__(self, db: Database) -> None:
         self._engine: AsyncEngine | None = db.sessions.kw.get("bind")
         self._db = db
         self._connection: AsyncConnection | None = None
+        self._lock = asyncio.Lock()  # one transaction at a time on the connection
+        self._to_mark: set[int] = set()
+        self._marked: set[int] = set()
 
     async def __aenter__(self) -> "_Recorder":
         if self._engine is not None:
@@ -291,14 +330,37 @@ class _Recorder:
         if self._connection is not None:
             await self._connection.close()
 
+    async def attempt(self, claim: _Claimed) -> None:
+        """Mark the row `attempting` (committed) before its first platform call."""
+        self._to_mark.add(claim.row_id)
+        async with self._lock:
+            if claim.row_id in self._marked:  # committed with another message's mark
+                return
+            ids = self._to_mark | {claim.row_id}
+            self._to_mark = set()
+
+            async def mark(connection) -> None:
+                await connection.execute(
+                    update(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.state == SENDING)
+                    .values(state=ATTEMPTING)
+                )
+
+            await self._write(mark)
+            self._marked |= ids
+
     async def record(self, claim: _Claimed, outcome: Outcome, now: datetime, report: DispatchReport) -> None:
+        async with self._lock:
+            self._marked.discard(claim.row_id)
+            await self._write(lambda connection: _record(connection, claim, outcome, now, report))
+
+    async def _write(self, work: Callable[[Any], Awaitable[None]]) -> None:
         if self._connection is None:
             async with self._db.unit() as uow:
-                await _record(await uow.session.connection(), claim, outcome, now, report)
+                await work(await uow.session.connection())
                 await uow.commit()
             return
         try:
-            await _record(self._connection, claim, outcome, now, report)
+            await work(self._connection)
             await self._connection.commit()
         except BaseException:
             await self._connection.rollback()
@@ -307,7 +369,7 @@ class _Recorder:
 
 async def _record(connection, claim: _Claimed, outcome: Outcome, now: datetime, report: DispatchReport) -> None:
     """One outcome on its row (fenced on the row still being `sending`), and the account if blocked."""
-    mine = (OutboxMessage.id == claim.row_id, OutboxMessage.state == SENDING)
+    mine = (OutboxMessage.id == claim.row_id, OutboxMessage.state.in_((SENDING, ATTEMPTING)))
     if outcome == Outcome.SENT:
         values: dict[str, Any] = {"state": SENT, "sent_at": now, "attempts": OutboxMessage.attempts + 1}
         report.sent += 1

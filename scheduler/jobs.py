@@ -84,14 +84,16 @@ def build_scheduler(
 
     async def dispatch_once() -> None:
         if single_process and not started["released"]:
-            # One dispatcher per SQLite database: rows left `sending` by a previous process are ours.
-            await release_claims(db)
+            # One dispatcher per SQLite database: claims left by a previous process are ours.
+            _released, uncertain = await release_claims(db)
+            FAILED.labels(transport="all", outcome="uncertain").inc(uncertain)
             started["released"] = True
         report = await dispatch_due(db, broadcaster, clock(), batch=batch, quiet=quiet)
         JOBS.labels(job=DISPATCH_JOB).inc()
         SENT.labels(transport="all").inc(report.sent)
         FAILED.labels(transport="all", outcome="unreachable").inc(report.unreachable)
         FAILED.labels(transport="all", outcome="failed").inc(report.failed)
+        FAILED.labels(transport="all", outcome="uncertain").inc(report.uncertain)
         if report.claimed or report.unreachable or report.deferred or report.released:
             log.info("outbox: %s", report)
 
@@ -115,11 +117,12 @@ def build_scheduler(
     return scheduler
 
 
-# Messages a dispatch run keeps between "taken for sending" and "outcome recorded". A kill -9
-# can leave at most this many accepted by the platform but not recorded, and those are sent
-# again after the lease: the broadcaster's default prefetch (256) let the send outrun the
-# recording by hundreds, so a killed replica repeated hundreds of messages.
-UNRECORDED_AT_MOST = 32
+# Messages a dispatch run keeps between "taken for sending" and "outcome recorded" (the
+# broadcaster's prefetch; its default of 256 let sending outrun recording by hundreds). A kill -9
+# can catch at most this many between their `attempting` mark and their record; those become
+# `uncertain` and are not sent again (see scheduler.dispatch), so this bounds what a killed
+# process can leave unconfirmed.
+IN_FLIGHT_AT_MOST = 32
 
 FEATURE_JOBS_SECONDS = {
     "mentoring:nudges": 3600,
@@ -230,7 +233,7 @@ def build_broadcaster(settings: Any) -> Broadcaster | None:
         limits[WALL_TRANSPORT] = WALL_LIMIT
     if not senders:
         return None
-    return Broadcaster(senders, limits, prefetch=UNRECORDED_AT_MOST)
+    return Broadcaster(senders, limits, prefetch=IN_FLIGHT_AT_MOST)
 
 
 def start_for_app(app: Any) -> BotScheduler | None:

@@ -158,6 +158,58 @@ async def test_rows_left_sending_by_a_killed_process_go_back_to_pending_after_th
     assert sum((await delivered(tg)).values()) == 6
 
 
+async def test_rows_in_flight_when_their_process_died_are_uncertain_and_never_sent_twice(db, tg, broadcaster):
+    await registered_teachers(db, 2)
+    async with db.unit() as uow:
+        rows = (await uow.session.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars().all()
+        rows[0].state, rows[0].sent_at, rows[0].transport = "attempting", AFTER_ALL_REMINDERS, "telegram"
+        rows[1].state, rows[1].sent_at, rows[1].transport = "attempting", AFTER_ALL_REMINDERS, "vk"
+        rows[2].state, rows[2].sent_at = "sending", AFTER_ALL_REMINDERS  # claimed, never handed to Telegram
+        await uow.commit()
+        ids = [row.id for row in rows[:3]]
+
+    early = await dispatch_due(db, broadcaster, AFTER_ALL_REMINDERS + timedelta(minutes=1))
+    late = await dispatch_due(db, broadcaster, AFTER_ALL_REMINDERS + timedelta(minutes=11))
+
+    async with db.unit() as uow:
+        after = dict((await uow.session.execute(
+            select(OutboxMessage.id, OutboxMessage.state).where(OutboxMessage.id.in_(ids))
+        )).all())
+    # Telegram cannot be asked whether it got the first one: it is not sent again. VK drops a
+    # repeated random_id, so the second goes back to pending (and out through Telegram here, the
+    # member's only account); the third was never attempted and goes out once.
+    assert (early.claimed, late.released, late.uncertain, late.claimed) == (3, 2, 1, 2)
+    assert after == {ids[0]: "uncertain", ids[1]: "sent", ids[2]: "sent"}
+    assert sum((await delivered(tg)).values()) == 5
+
+
+async def test_a_row_is_marked_attempting_and_committed_before_its_platform_call(db, tg):
+    from scheduler.broadcaster import Outgoing
+
+    await registered_teachers(db, 3)
+    seen_states: list[str] = []
+
+    class Observing:
+        """A platform that reads the row's committed state (from another connection) when called."""
+
+        transport = "telegram"
+
+        async def send(self, msg: Outgoing) -> str:
+            async with db.unit() as uow:
+                seen_states.append((await uow.session.execute(
+                    select(OutboxMessage.state).where(OutboxMessage.key == msg.key)
+                )).scalar_one())
+            return "1"
+
+    observing = Broadcaster({"telegram": Observing()}, {"telegram": RateLimit(per_second=math.inf)}, concurrency=4)
+    try:
+        report = await dispatch_due(db, observing, AFTER_ALL_REMINDERS)
+    finally:
+        await observing.close()
+    assert report.sent == 9 and seen_states == ["attempting"] * 9
+    assert await states(db) == Counter({"sent": 9})
+
+
 async def test_a_user_who_blocked_the_bot_is_marked_unreachable_and_not_written_to_again(db, tg, broadcaster):
     _, chats = await registered_teachers(db, 3)
     blocked = chats[1]
