@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m bench.load [--postgres URL] [--users 50] [--updates 5000] [--profile FILE]
+    .venv/bin/python -m bench.load [--postgres URL] [--users 50] [--updates 5000] [--profile FILE [--profile-phase scenario]]
     .venv/bin/python -m bench.load --breakdown 300 [--postgres URL]   # CPU per stage, one user
 
 One emulator process (npm `telegram-test-api` with our fixes) serves everything. For each backend
@@ -77,6 +77,7 @@ from tests.support.telegram_emulator import EmulatorChat, TelegramEmulator  # no
 TARGET_P99 = 0.100  # seconds of the bot's own handling time
 TARGET_RATIO = 0.5  # our updates/s over the bare echo bot's
 REPLY_TIMEOUT = 60.0
+RECENT = 4  # messages a simulated user reads back (a reply is a screen, perhaps after a notice or two)
 SEARCHES = ["Кудрово", "Мурино", "Гимназия", "Янино"]  # each matches schools of the demo municipality
 ASK_ORG = "Выберите вашу организацию"
 MAIN_MENU = "Главное меню"
@@ -209,7 +210,7 @@ class User:
 
     async def tap(self, label: str, messages: list | None = None) -> None:
         """Press a button by label on the newest bot message that has it (`messages`: already fetched)."""
-        messages = messages if messages is not None else await self.chat.messages()
+        messages = messages if messages is not None else await self.chat.messages(last=RECENT)
         for message in reversed(messages):
             button = message.button(label)
             if button is not None:
@@ -385,7 +386,7 @@ async def fill_questionnaire(user: User) -> None:
 
     await user.tap(SURVEY_ITEM)
     for _step in range(120):
-        messages = await user.chat.messages()
+        messages = await user.chat.messages(last=RECENT)
         last = messages[-1]
         text, buttons = last.content, last.buttons
         if text.startswith((Q.SENT, Q.SENT_ANONYMOUS)):
@@ -452,8 +453,25 @@ async def check_replies(emulator: TelegramEmulator, users: list[User], per_user:
     return f"replies: {total} (expected {expected}), of them the expected screen: {good} — {verdict}"
 
 
+@contextlib.contextmanager
+def profiled(profile: Path | None | bool):
+    """cProfile the block into `profile` (when given); yields the line to add to the phase's checks."""
+    note: list[str] = []
+    if not profile:
+        yield note
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield note
+    finally:
+        profiler.disable()
+        profiler.dump_stats(str(profile))
+        note.append(f"PROFILED with cProfile (times inflated), stats in {profile}")
+
+
 async def run_ours(emulator: TelegramEmulator, url: str, users: int, per_user: int,
-                   profile: Path | None) -> tuple[Phase, Phase]:
+                   profile: Path | None, profile_phase: str = "throughput") -> tuple[Phase, Phase]:
     """Our bot on a fresh database: the scenario, then the throughput run; then stop it."""
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         await emulator.clear()
@@ -470,7 +488,9 @@ async def run_ours(emulator: TelegramEmulator, url: str, users: int, per_user: i
 
             people = [User(emulator.chat(), ours.replies) for _ in range(users)]
             name = "registration + questionnaire" if with_survey else "registration"
-            story = await measure(name, people, scenario, ours.samples, emulator)
+            with profiled(profile_phase == "scenario" and profile) as profile_note:
+                story = await measure(name, people, scenario, ours.samples, emulator)
+            story.checks += profile_note
             finals = [await person.last_text() for person in people]
             done_text = "Спасибо! Анкета отправлена" if with_survey else MAIN_MENU
             finished = sum(1 for text in finals if text.startswith(done_text))
@@ -486,14 +506,9 @@ async def run_ours(emulator: TelegramEmulator, url: str, users: int, per_user: i
                 for index in range(per_user):
                     await user.say(SEARCHES[index % len(SEARCHES)])
 
-            profiler = cProfile.Profile() if profile else None
-            if profiler:
-                profiler.enable()
-            throughput = await measure("throughput", searchers, search, ours.samples, emulator)
-            if profiler:
-                profiler.disable()
-                profiler.dump_stats(str(profile))
-                throughput.checks.append(f"PROFILED with cProfile (times inflated), stats in {profile}")
+            with profiled(profile_phase == "throughput" and profile) as profile_note:
+                throughput = await measure("throughput", searchers, search, ours.samples, emulator)
+            throughput.checks += profile_note
             throughput.checks.append(await check_replies(emulator, searchers, per_user, ASK_ORG))
             async with ours.app.db.unit() as uow:
                 members = (await uow.session.execute(select(func.count(Member.id)))).scalar_one()
@@ -586,7 +601,7 @@ async def run(args: argparse.Namespace) -> int:
                     url = await stack.enter_async_context(fresh_postgres(admin_url))
                 echo = await run_echo(emulator, args.users, per_user)
                 profile = args.profile if (args.profile and label == "SQLite") else None
-                story, throughput = await run_ours(emulator, url, args.users, per_user, profile)
+                story, throughput = await run_ours(emulator, url, args.users, per_user, profile, args.profile_phase)
             print(f"== {label} ({time.perf_counter() - started:.0f} s) ==")
             print("baseline: bare aiogram echo bot, stock start_polling")
             report_phase(echo)
@@ -634,7 +649,7 @@ def summarise_profile(path: Path, top: int = 25) -> None:
             continue
         total += tottime
         groups[library_of(filename)] += tottime
-    print(f"profile of the throughput run (event-loop thread, own time by library without idle waits, "
+    print(f"profile (event-loop thread, own time by library without idle waits, "
           f"total {total:.1f} s):")
     for name, seconds in sorted(groups.items(), key=lambda item: -item[1])[:15]:
         print(f"  {name:28s} {seconds:7.2f} s  {seconds / total:5.1%}")
@@ -812,7 +827,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", help="PostgreSQL admin URL (postgresql+asyncpg://user@host:port/postgres)")
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--updates", type=int, default=5000, help="updates in each throughput run")
-    parser.add_argument("--profile", type=Path, help="cProfile the SQLite throughput run of our bot into this file")
+    parser.add_argument("--profile", type=Path, help="cProfile a phase of our bot's SQLite run into this file")
+    parser.add_argument("--profile-phase", choices=["throughput", "scenario"], default="throughput",
+                        help="which phase --profile covers (default: throughput)")
     parser.add_argument("--breakdown", type=int, metavar="N",
                         help="instead: CPU per stage of our bot over N sequential updates of one user")
     args = parser.parse_args(argv)

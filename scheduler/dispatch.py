@@ -307,7 +307,8 @@ def _callback(data: str) -> str:
 
 class _Recorder:
     """Writes marks and outcomes, each in its own short transaction, over one connection held
-    for the run (checking a connection out of the pool per message costs as much as the write).
+    for the run (checking a connection out of the pool per message costs as much as the write;
+    on SQLite, with its single connection, a unit of work per write instead).
 
     Outcomes arrive one at a time (the broadcaster serialises `on_result`); marks arrive from
     every message in flight at once, and those waiting together are written in one commit.
@@ -322,7 +323,8 @@ class _Recorder:
         self._marked: set[int] = set()
 
     async def __aenter__(self) -> "_Recorder":
-        if self._engine is not None:
+        # SQLite has a pool of one connection (storage.db): holding it would stop the claims.
+        if self._engine is not None and self._engine.dialect.name != "sqlite":
             self._connection = await self._engine.connect()
         return self
 

@@ -23,8 +23,16 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # One connection: every transaction writes (BEGIN IMMEDIATE), so SQLite runs them one at a
+        # time anyway; waiting in the pool's queue is first come, first served, while several
+        # connections wait for the file lock in SQLite's busy handler, which sleeps in growing
+        # steps and made the slowest updates wait seconds under load. No code may open a second
+        # unit of work while holding one (it would wait for itself).
         # hide_parameters: error messages must not carry personal data from bound values into logs.
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True)
+        engine = create_async_engine(
+            url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True,
+            pool_size=1, max_overflow=0, pool_timeout=60,
+        )
         _configure_sqlite(engine)
         return engine
     return create_async_engine(

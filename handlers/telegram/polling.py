@@ -23,14 +23,23 @@ TRANSPORT = "telegram"
 ALLOWED = ["message", "callback_query"]
 
 
+# Updates handled at once. Handling is mostly database work, which SQLite does one transaction
+# at a time, so more in flight only lengthens each one's wait; a few overlap the network calls of
+# the others. Measured with bench.load (50 users, SQLite): 64 → 132 updates/s, p99 1.5 s;
+# 8 → 155/s, p99 46 ms (registration + questionnaire 101 ms); 6 → 138/s, 32 ms (94 ms);
+# 4 → 107/s, 28 ms (68 ms): smaller batches cost more getUpdates calls and journal commits.
+CONCURRENCY = 6
+
+
 class Intake:
     """Journal incoming updates, then handle them as tasks (concurrently across users, in order
     per user: the engine serialises each person's updates)."""
 
-    def __init__(self, bot: Bot, dispatcher: Dispatcher, db: Database, *, concurrency: int = 64) -> None:
+    def __init__(self, bot: Bot, dispatcher: Dispatcher, db: Database, *, concurrency: int = CONCURRENCY) -> None:
         self.bot = bot
         self.dispatcher = dispatcher
         self.db = db
+        self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task] = set()
         self._stopping = asyncio.Event()
@@ -82,9 +91,15 @@ class Intake:
 
 
 class DurablePolling(Intake):
-    """getUpdates → journal → acknowledge → handle."""
+    """getUpdates → journal → acknowledge → handle.
 
-    def __init__(self, bot: Bot, dispatcher: Dispatcher, db: Database, *, timeout: int = 25, concurrency: int = 64) -> None:
+    It asks Telegram for no more updates than it has free slots: updates it cannot start yet
+    wait at Telegram, not in a queue of this process (backpressure), so each update's handling
+    starts as soon as it is received.
+    """
+
+    def __init__(self, bot: Bot, dispatcher: Dispatcher, db: Database, *, timeout: int = 25,
+                 concurrency: int = CONCURRENCY) -> None:
         super().__init__(bot, dispatcher, db, concurrency=concurrency)
         self.timeout = timeout
 
@@ -96,7 +111,7 @@ class DurablePolling(Intake):
         backoff = 1.0
         while not self._stopping.is_set():
             try:
-                updates = await self._get_updates(offset)
+                updates = await self._get_updates(offset, await self._free_slots())
                 backoff = 1.0
             except asyncio.CancelledError:
                 raise
@@ -124,9 +139,15 @@ class DurablePolling(Intake):
                 await self._spawn(update)
         await self.drain()
 
-    async def _get_updates(self, offset: int | None) -> list[Update] | None:
+    async def _free_slots(self) -> int:
+        """Wait until at least one handling slot is free; return how many are (1–100)."""
+        await self._slots.acquire()
+        self._slots.release()
+        return max(1, min(100, self.concurrency - len(self._tasks)))
+
+    async def _get_updates(self, offset: int | None, limit: int = 100) -> list[Update] | None:
         request = asyncio.ensure_future(
-            self.bot.get_updates(offset=offset, timeout=self.timeout, allowed_updates=ALLOWED)
+            self.bot.get_updates(offset=offset, limit=limit, timeout=self.timeout, allowed_updates=ALLOWED)
         )
         stop = asyncio.ensure_future(self._stopping.wait())
         done, _ = await asyncio.wait({request, stop}, return_when=asyncio.FIRST_COMPLETED)

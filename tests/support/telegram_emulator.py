@@ -714,17 +714,16 @@ class EmulatorChat:
         return res["callback_query_id"]
 
     # ------------------------------------------------------------ bot side (what the user sees)
-    async def _log(self, include_deleted: bool = False) -> tuple[list[BotMessage], int]:
-        body = await self.emulator._request(
-            "POST",
-            "/_control/chatLog",
-            {"token": self.emulator.token, "chatId": self.chat_id, "includeDeleted": include_deleted},
-        )
+    async def _log(self, include_deleted: bool = False, last: int | None = None) -> tuple[list[BotMessage], int]:
+        query: dict[str, Any] = {"token": self.emulator.token, "chatId": self.chat_id, "includeDeleted": include_deleted}
+        if last is not None:
+            query["last"] = last
+        body = await self.emulator._request("POST", "/_control/chatLog", query)
         return [BotMessage.from_raw(m) for m in body["result"]], body["seq"]
 
-    async def messages(self, *, include_deleted: bool = False) -> list[BotMessage]:
-        """Everything the bot sent to this chat, in order, in its current state."""
-        return (await self._log(include_deleted))[0]
+    async def messages(self, *, include_deleted: bool = False, last: int | None = None) -> list[BotMessage]:
+        """Everything the bot sent to this chat (or only the `last` newest), in order, in its current state."""
+        return (await self._log(include_deleted, last))[0]
 
     async def last_message(self) -> BotMessage | None:
         msgs = await self.messages()

@@ -1377,10 +1377,10 @@ app.post('/_control/chatLog', (req, res) => {
   const b = req.body || {};
   if (!b.token) return bad(res, 'token is required');
   const ck = chatKey(b.chatId ?? b.chat_id);
-  const list = state.botLog
-    .filter((e) => e.token === b.token && (ck === null || e.chat_key === ck) && (b.includeDeleted || !e.deleted))
-    .map(logView);
-  return res.json({ ok: true, result: list, seq: state.seq });
+  let list = state.botLog
+    .filter((e) => e.token === b.token && (ck === null || e.chat_key === ck) && (b.includeDeleted || !e.deleted));
+  if (Number.isInteger(b.last) && b.last > 0) list = list.slice(-b.last); // only the newest messages
+  return res.json({ ok: true, result: list.map(logView), seq: state.seq });
 });
 
 app.post('/_control/callbackAnswers', (req, res) => {
