@@ -80,6 +80,8 @@ async def serve_channels(app, stop: asyncio.Event) -> int:
                 allowed_updates=ALLOWED,
             )
             channels["telegram"] = lambda: not intake._stopping.is_set()
+            # Updates a killed replica acknowledged but never handled: another replica takes them.
+            runners.append(asyncio.create_task(intake.keep_replaying(), name="telegram journal replay"))
         else:
             task = asyncio.create_task(intake.run(), name="telegram")
             runners.append(task)

@@ -92,6 +92,8 @@ class DialogEngine:
         self.clock = clock
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._waiters: dict[tuple[str, str], int] = {}
+        # (transport, update id) answered with "try again" while storage was down: see settle_deferred.
+        self.deferred: set[tuple[str, str]] = set()
 
     # ---- entry point ---------------------------------------------------------------------
 
@@ -124,11 +126,26 @@ class DialogEngine:
                 return reply
         except (OperationalError, DBAPIError, PoolTimeout, ConnectionError, OSError) as error:
             log.warning("storage unavailable while handling an update: %s", type(error).__name__)
+            if update_id is not None:
+                self.deferred.add((who.transport, update_id))
             return Reply(messages=[m.OutMessage(T.TRY_AGAIN)])
         except Exception:
             log.exception("update from %s:%s failed", who.transport, _masked(who.user_id))
             await self._mark_handled_after_failure(who, update_id)
             return Reply(messages=[m.OutMessage(T.SOMETHING_WRONG)])
+
+    async def settle_deferred(self) -> int:
+        """Mark handled the updates answered with "try again" while storage was down, once it is
+        back: the person was asked to repeat, so a replay of the journal must not apply them too."""
+        items = list(self.deferred)
+        if not items:
+            return 0
+        async with self.db.unit() as uow:
+            for transport, update_id in items:
+                await uow.inbox.mark_handled(transport, update_id)
+            await uow.commit()
+        self.deferred.difference_update(items)
+        return len(items)
 
     async def _mark_handled_after_failure(self, who: m.ExternalId, update_id: str | None) -> None:
         """A bug must not make an update replay forever: mark it handled in its own transaction."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 from aiogram.types import Update
 
 from bot.metrics import DUPLICATES
+from storage.models import utcnow
 from storage.repositories.inbox import journal
 from storage.unit_of_work import Database
 
@@ -29,6 +31,8 @@ ALLOWED = ["message", "callback_query"]
 # 8 → 155/s, p99 46 ms (registration + questionnaire 101 ms); 6 → 138/s, 32 ms (94 ms);
 # 4 → 107/s, 28 ms (68 ms): smaller batches cost more getUpdates calls and journal commits.
 CONCURRENCY = 6
+REPLAY_EVERY = 30.0  # seconds between looks for orphaned journal rows
+ORPHAN_AGE = timedelta(seconds=60)  # journaled this long ago and not handled: nobody is on it
 
 
 class Intake:
@@ -42,19 +46,41 @@ class Intake:
         self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task] = set()
+        self._in_flight: set[str] = set()  # update ids being handled by this process
         self._stopping = asyncio.Event()
         self.handled = 0
 
-    async def replay_pending(self) -> int:
-        """Handle what was journaled but not handled before the last stop (or crash)."""
+    async def replay_pending(self, older_than: timedelta | None = None) -> int:
+        """Handle what was journaled but not handled before the last stop (or crash); with
+        `older_than`, only updates received at least that long ago (orphans of a dead replica)."""
+        before = utcnow() - older_than if older_than is not None else None
         async with self.db.unit() as uow:
-            pending = await uow.inbox.pending(TRANSPORT)
-        for _update_id, payload in pending:
-            if payload:
+            pending = await uow.inbox.pending(TRANSPORT, received_before=before)
+        replayed = 0
+        for update_id, payload in pending:
+            if payload and update_id not in self._in_flight:
                 await self._spawn(Update.model_validate_json(payload))
-        if pending:
-            log.info("replaying %d journaled updates", len(pending))
-        return len(pending)
+                replayed += 1
+        if replayed:
+            log.info("replaying %d journaled updates", replayed)
+        return replayed
+
+    async def keep_replaying(self, every: float = REPLAY_EVERY, older_than: timedelta = ORPHAN_AGE) -> None:
+        """Until stopped, now and then: settle the updates the engine answered with "try again"
+        (storage was down), then handle updates journaled long ago and never handled: a replica
+        killed after acknowledging them leaves them to the others (the engine's claim keeps
+        each handled once)."""
+        engine = self.dispatcher.get("engine")
+        while not self._stopping.is_set():
+            await self._sleep(every)
+            if self._stopping.is_set():
+                return
+            try:
+                if engine is not None:
+                    await engine.settle_deferred()
+                await self.replay_pending(older_than)
+            except Exception as error:  # the database may still be down: next time
+                log.warning("replaying the journal failed (%s)", type(error).__name__)
 
     async def _journal(self, updates: list[Update]) -> list[Update]:
         """Record a batch; return the updates never seen before (duplicates are dropped here)."""
@@ -68,6 +94,7 @@ class Intake:
 
     async def _spawn(self, update: Update) -> None:
         await self._slots.acquire()
+        self._in_flight.add(str(update.update_id))
         task = asyncio.create_task(self._handle(update))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -79,10 +106,18 @@ class Intake:
         except Exception:
             log.exception("update %s failed in the adapter", update.update_id)
         finally:
+            self._in_flight.discard(str(update.update_id))
             self._slots.release()
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, waking early when stopped."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
 
     async def drain(self) -> None:
         """Finish the updates in flight (graceful shutdown)."""
@@ -107,6 +142,14 @@ class DurablePolling(Intake):
         """Poll until `stop()`; then wait for the updates in flight."""
         await self.bot.delete_webhook(drop_pending_updates=False)
         await self.replay_pending()
+        replayer = asyncio.create_task(self.keep_replaying(), name="telegram journal replay")
+        try:
+            await self._poll()
+        finally:
+            replayer.cancel()
+        await self.drain()
+
+    async def _poll(self) -> None:
         offset: int | None = None
         backoff = 1.0
         while not self._stopping.is_set():
@@ -137,7 +180,6 @@ class DurablePolling(Intake):
             offset = updates[-1].update_id + 1  # acknowledged only now, after the journal commit
             for update in fresh:
                 await self._spawn(update)
-        await self.drain()
 
     async def _free_slots(self) -> int:
         """Wait until at least one handling slot is free; return how many are (1–100)."""
@@ -156,9 +198,3 @@ class DurablePolling(Intake):
             return request.result()
         request.cancel()
         return None
-
-    async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
-            pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -106,12 +107,13 @@ class InboxRepository:
             .values(handled_at=utcnow(), payload=None)
         )
 
-    async def pending(self, transport: str, limit: int = 1000) -> list[tuple[str, str]]:
+    async def pending(self, transport: str, limit: int = 1000, *,
+                      received_before: datetime | None = None) -> list[tuple[str, str]]:
         """Updates recorded but not handled (after a crash), oldest first: (update id, payload)."""
-        rows = await self.session.execute(
-            select(TABLE.c.update_id, TABLE.c.payload)
-            .where(TABLE.c.transport == transport, TABLE.c.handled_at.is_(None))
-            .order_by(TABLE.c.seq)
-            .limit(limit)
+        statement = select(TABLE.c.update_id, TABLE.c.payload).where(
+            TABLE.c.transport == transport, TABLE.c.handled_at.is_(None)
         )
+        if received_before is not None:
+            statement = statement.where(TABLE.c.received_at < received_before)
+        rows = await self.session.execute(statement.order_by(TABLE.c.seq).limit(limit))
         return [(row.update_id, row.payload) for row in rows]
