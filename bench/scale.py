@@ -17,7 +17,7 @@ For each number of processes, on a fresh database:
    processes' schedulers: messages per second from the first sendMessage to the last.
 
 Then `--limited-rate`: the largest cluster with LIMITS__TELEGRAM_PER_SECOND at that value, to show
-that the limit applies per process.
+that the processes share the limit (each paces at 1/N of it; together they stay within it).
 
 Where the time goes: CPU seconds of the bot processes, of PostgreSQL (all its processes), of the
 emulator (node) and of this harness (the webhook poster and the Bot API proxies in front of the
@@ -466,9 +466,8 @@ async def orchestrate(args) -> int:
                                     LIMITS__TELEGRAM_PER_CHAT_PER_SECOND="1")
                 print(f"\nRate limit: {count} processes with LIMITS__TELEGRAM_PER_SECOND={args.limited_rate:g} sent "
                       f"{run.broadcast_rate:.1f} msg/s together ({run.broadcast_rate / args.limited_rate:.2f} × the "
-                      f"setting; by process {run.by_process}). The limit paces each process; Telegram's ~30 msg/s is "
-                      f"per bot, so with N replicas set it to 30/N (above it Telegram answers 429 and the "
-                      f"broadcaster pauses).")
+                      f"setting; by process {run.by_process}). Telegram's ~30 msg/s is per bot, so the processes "
+                      f"share the setting: each paces at 1/N of it (N counted through PostgreSQL every tick).")
                 if run.twice:
                     print("  " + "; ".join(run.twice))
                     ok = False
@@ -483,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=150, help="people registering at once (0 skips updates)")
     parser.add_argument("--messages", type=int, default=3000, help="broadcast size (0 skips the broadcast)")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each configuration; the best counts")
-    parser.add_argument("--limited-rate", type=float, default=30.0, help="per-process limit of the last run (0 skips)")
+    parser.add_argument("--limited-rate", type=float, default=30.0, help="LIMITS__TELEGRAM_PER_SECOND of the last run, shared by its processes (0 skips)")
     parser.add_argument("--limited-messages", type=int, default=1500,
                         help="more than one claim batch (500) per process, so that each process sends")
     args = parser.parse_args(argv)

@@ -15,4 +15,7 @@ REPLY_SECONDS = Histogram(
 SENT = Counter("bot_messages_sent_total", "Scheduled messages sent", ["transport"], registry=REGISTRY)
 FAILED = Counter("bot_messages_failed_total", "Scheduled messages not delivered", ["transport", "outcome"], registry=REGISTRY)
 OUTBOX_BACKLOG = Gauge("bot_outbox_backlog", "Pending outbox messages already due", registry=REGISTRY)
+SENDING_PROCESSES = Gauge("bot_sending_processes",
+                          "Bot processes sending through this database; each paces at its share of the limits",
+                          registry=REGISTRY)
 JOBS = Counter("bot_jobs_run_total", "Scheduled job runs", ["job"], registry=REGISTRY)

@@ -513,6 +513,11 @@ class Broadcaster:
         return self._limits[transport]
 
     @property
+    def transports(self) -> list[str]:
+        """The transports this broadcaster has senders for."""
+        return list(self._senders)
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

@@ -5,8 +5,8 @@ in the database), misfires run late rather than never (`misfire_grace_time=None`
 collapse into one run (`coalesce=True`, one instance at a time).
 
 Stopping: APScheduler's `shutdown()` cancels a running coroutine job, which could cut a send
-in the middle. So each dispatch runs as its own task, shielded from that cancellation; the
-owner closes the broadcaster (calls in flight finish and are recorded, the rest are released
+in the middle. So each dispatch runs as its own task, which the job starts and does not await
+(a tick while it runs does nothing); the owner closes the broadcaster (calls in flight finish and are recorded, the rest are released
 back to pending) and then awaits `BotScheduler.drain()`. `start_for_app` arranges exactly that.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -22,9 +23,10 @@ from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.metrics import FAILED, JOBS, SENT
+from bot.metrics import FAILED, JOBS, SENDING_PROCESSES, SENT
 from scheduler.broadcaster import Broadcaster, RateLimit
 from scheduler.dispatch import dispatch_due, release_claims
+from scheduler.locks import Presence
 from storage.services import events as event_service
 from storage.services.outbox import parse_quiet_hours
 from storage.unit_of_work import Database
@@ -40,9 +42,10 @@ EVENTS_AFTER_SECONDS = 300
 class BotScheduler(AsyncIOScheduler):
     """An AsyncIOScheduler whose dispatch runs survive `shutdown()` until `drain()` awaits them."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, presence: Presence | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.ticks: set[asyncio.Task] = set()
+        self.presence = presence
 
     def track(self, coroutine) -> asyncio.Task:
         task = asyncio.ensure_future(coroutine)
@@ -54,6 +57,21 @@ class BotScheduler(AsyncIOScheduler):
         """Wait for dispatch runs still going (close the broadcaster first so they end quickly)."""
         if self.ticks:
             await asyncio.wait(set(self.ticks), timeout=timeout)
+        if self.presence is not None:
+            await self.presence.leave()
+
+
+def share_of(limit: RateLimit, processes: int) -> RateLimit:
+    """One process's share of a per-token limit when `processes` send at once."""
+    if processes <= 1 or math.isinf(limit.per_second):
+        return limit
+    return RateLimit(per_second=limit.per_second / processes, per_chat_per_second=limit.per_chat_per_second,
+                     burst=max(1, limit.burst // processes))
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("outbox dispatch failed: %s", type(task.exception()).__name__, exc_info=task.exception())
 
 
 def _quiet(settings_like: Any):
@@ -74,13 +92,32 @@ def build_scheduler(
     batch = int(getattr(settings_like, "dispatch_batch", 500) or 500)
     bind = db.sessions.kw.get("bind")
     single_process = bind is not None and bind.dialect.name == "sqlite"
-    started = {"released": False}
+    started: dict[str, Any] = {"released": False, "run": None, "processes": 1}
+    presence = Presence(db)
+    configured = {transport: broadcaster.limit(transport) for transport in broadcaster.transports}
     scheduler = BotScheduler(
         jobstores={"default": MemoryJobStore()},
         executors={"default": AsyncIOExecutor()},
         job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         timezone="UTC",
+        presence=presence,
     )
+
+    async def pace_for_the_cluster() -> None:
+        """Every process sending through this database takes its share of the per-token limits."""
+        try:
+            processes = await presence.count()
+        except Exception as error:
+            log.warning("could not count the sending processes (%s); keeping a share of 1/%d",
+                        type(error).__name__, started["processes"])
+            return
+        SENDING_PROCESSES.set(processes)
+        if processes != started["processes"]:
+            log.info("outbox: %d processes send through this database; pacing at 1/%d of the limits",
+                     processes, processes)
+            for transport, limit in configured.items():
+                broadcaster.set_limit(transport, share_of(limit, processes))
+            started["processes"] = processes
 
     async def dispatch_once() -> None:
         if single_process and not started["released"]:
@@ -98,9 +135,16 @@ def build_scheduler(
             log.info("outbox: %s", report)
 
     async def dispatch() -> None:
+        # A run still going claims what became due meanwhile itself. Returning at once (not
+        # awaiting the run) keeps APScheduler from warning "maximum number of running instances
+        # reached" every tick of a long broadcast.
         if broadcaster.closed:
             return
-        await asyncio.shield(scheduler.track(dispatch_once()))
+        await pace_for_the_cluster()  # every tick: a long run adapts when replicas come or go
+        if started["run"] is not None and not started["run"].done():
+            return
+        run = started["run"] = scheduler.track(dispatch_once())
+        run.add_done_callback(_log_failure)
 
     async def events_after() -> None:
         async with db.unit() as uow:

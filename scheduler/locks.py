@@ -45,3 +45,72 @@ async def job_lock(db: Database, name: str) -> AsyncIterator[bool]:
             if got:
                 await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
             await connection.commit()
+
+
+PRESENCE_KEY = lock_key("bot:senders")  # first half of the two-part advisory keys of the slots
+PRESENCE_SLOTS = 64
+
+
+class Presence:
+    """How many bot processes send through one PostgreSQL database right now.
+
+    Each sending process holds one advisory lock of a small range (`PRESENCE_KEY`, slot) on a
+    connection of its own for as long as it runs; PostgreSQL drops the lock with the connection,
+    so a killed replica stops counting at once. Platform rate limits are per bot token, so every
+    process paces itself at its share: the configured limit divided by this count. On SQLite (one
+    process) the count is always 1.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._engine = db.sessions.kw["bind"]
+        self._connection = None
+
+    @property
+    def shared(self) -> bool:
+        return self._engine.dialect.name == "postgresql"
+
+    async def join(self) -> None:
+        """Take a free slot (idempotent; again after the connection was lost)."""
+        if not self.shared or self._connection is not None:
+            return
+        connection = await self._engine.connect()
+        try:
+            for slot in range(PRESENCE_SLOTS):
+                got = (await connection.execute(
+                    text("SELECT pg_try_advisory_lock(:key, :slot)"), {"key": PRESENCE_KEY, "slot": slot}
+                )).scalar_one()
+                await connection.commit()  # session-level lock: it outlives the transaction
+                if got:
+                    self._connection = connection
+                    return
+        except BaseException:
+            await connection.invalidate()
+            raise
+        await connection.invalidate()  # every slot taken: count without us (and hold no lock)
+
+    async def count(self) -> int:
+        """Processes present (at least 1: this one)."""
+        if not self.shared:
+            return 1
+        try:
+            await self.join()
+            async with self._engine.connect() as connection:
+                present = (await connection.execute(text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND classid = :key AND objsubid = 2"
+                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                ), {"key": PRESENCE_KEY})).scalar_one()
+        except Exception:
+            await self.leave()  # perhaps our connection died with a database restart: join again next time
+            raise
+        return max(1, int(present))
+
+    async def leave(self) -> None:
+        """Give the slot back. The connection is discarded, not returned to the pool: a pooled
+        connection would keep the session-level lock and count this process forever."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await connection.invalidate()
+            except Exception:  # already broken
+                pass

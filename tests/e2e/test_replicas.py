@@ -425,6 +425,8 @@ async def test_three_webhook_replicas_answer_each_update_once_and_deliver_a_broa
 
             await wait_until(lambda: _true_when(all(sends()) and sum(sends()) >= BROADCAST // 3), 60,
                              "every process sending and a third of the broadcast sent")
+            # each paces at a third of the per-token rate limit while all three are alive
+            assert [await process.metric(http, "bot_sending_processes") for process in processes] == [3, 3, 3]
             before = sends()
             await asyncio.sleep(0.2)
             victim = max(range(3), key=lambda index: sends()[index] - before[index])

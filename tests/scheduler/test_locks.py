@@ -19,3 +19,36 @@ async def test_a_second_holder_is_refused_while_the_first_holds_the_lock(db):
             assert again is True
     finally:
         await other_engine.dispose()
+
+
+async def test_processes_sending_through_one_database_are_counted_and_a_dead_one_stops_counting(db):
+    from scheduler.locks import Presence
+
+    engines = [create_engine(db.url) for _ in range(2)]
+    first, second = (Presence(Database(session_factory(engine))) for engine in engines)
+    try:
+        alone = await first.count()
+        together = await second.count()
+        await second.leave()  # what PostgreSQL does when a process dies: its connection goes
+        after = await first.count()
+    finally:
+        await first.leave()
+        await second.leave()
+        for engine in engines:
+            await engine.dispose()
+    if "postgresql" in db.url:
+        assert (alone, together, after) == (1, 2, 1)
+    else:  # SQLite is one process by design
+        assert (alone, together, after) == (1, 1, 1)
+
+
+def test_each_process_paces_at_its_share_of_the_per_token_limit():
+    import math
+
+    from scheduler.broadcaster import RateLimit
+    from scheduler.jobs import share_of
+
+    telegram = RateLimit(per_second=30, per_chat_per_second=1.0, burst=3)
+    assert share_of(telegram, 1) == telegram
+    assert share_of(telegram, 3) == RateLimit(per_second=10, per_chat_per_second=1.0, burst=1)
+    assert share_of(RateLimit(per_second=math.inf), 3).per_second == math.inf
