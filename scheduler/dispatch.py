@@ -20,12 +20,13 @@ process) `release_claims` sorts them out:
 
 - `sending` rows were never handed to the platform: back to `pending`, sent once later;
 - `attempting` rows were in flight: the platform may or may not have them, and Telegram cannot
-  be asked. They become `uncertain` and are not sent again, so nothing reaches a person twice
-  (the issue's first promise); only a row whose request had not yet reached the platform when
-  the process died is lost (in tests: about one in thirty uncertain rows, with limits lifted). At most the broadcaster's
-  prefetch of rows per killed process is ever uncertain (`scheduler.jobs.IN_FLIGHT_AT_MOST`). VK deduplicates by `random_id`
-  (ours is derived from the outbox key), so VK rows go back to `pending` instead: sent again,
-  delivered once.
+  be asked. They become `uncertain` and are not sent again, so nothing reaches a person twice;
+  only a row whose request had not yet left when the process died is lost (in the replicas
+  test, with limits lifted, about one of the ~30 uncertain rows of a kill; at 30 msg/s a kill
+  rarely catches any). At most the broadcaster's prefetch of rows per killed process is ever
+  uncertain (`scheduler.jobs.IN_FLIGHT_AT_MOST`). VK deduplicates by `random_id` (ours is
+  derived from the outbox key), so VK rows go back to `pending` instead: sent again, delivered
+  once.
 
 Rows of kind "wall" (`WALL_KIND`: an event announcement a coordinator queued) are not messages
 to their member: they go to the broadcaster on the transport "vk_wall" (`WALL_TRANSPORT`, the
@@ -370,7 +371,8 @@ class _Recorder:
 
 
 async def _record(connection, claim: _Claimed, outcome: Outcome, now: datetime, report: DispatchReport) -> None:
-    """One outcome on its row (fenced on the row still being `sending`), and the account if blocked."""
+    """One outcome on its row (fenced on the row still being ours: `sending` or `attempting`), and
+    the account if blocked."""
     mine = (OutboxMessage.id == claim.row_id, OutboxMessage.state.in_((SENDING, ATTEMPTING)))
     if outcome == Outcome.SENT:
         values: dict[str, Any] = {"state": SENT, "sent_at": now, "attempts": OutboxMessage.attempts + 1}

@@ -6,8 +6,12 @@ collapse into one run (`coalesce=True`, one instance at a time).
 
 Stopping: APScheduler's `shutdown()` cancels a running coroutine job, which could cut a send
 in the middle. So each dispatch runs as its own task, which the job starts and does not await
-(a tick while it runs does nothing); the owner closes the broadcaster (calls in flight finish and are recorded, the rest are released
-back to pending) and then awaits `BotScheduler.drain()`. `start_for_app` arranges exactly that.
+(a tick while it runs only adjusts the pace); the owner closes the broadcaster (calls in flight
+finish and are recorded, the rest are released back to pending) and then awaits
+`BotScheduler.drain()`. `start_for_app` arranges exactly that.
+
+Replicas on PostgreSQL share the platforms' per-token rate limits: every tick counts the
+processes present (`scheduler.locks.Presence`) and paces this one at its share.
 """
 
 from __future__ import annotations

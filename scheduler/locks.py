@@ -89,19 +89,25 @@ class Presence:
         await connection.invalidate()  # every slot taken: count without us (and hold no lock)
 
     async def count(self) -> int:
-        """Processes present (at least 1: this one)."""
+        """Processes present (at least 1: this one). Counted over our own lock's connection, so
+        a lost connection (and with it our slot) shows up here, and the next count joins again."""
         if not self.shared:
             return 1
+        query = text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = :key AND objsubid = 2"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        await self.join()
         try:
-            await self.join()
-            async with self._engine.connect() as connection:
-                present = (await connection.execute(text(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                    " AND classid = :key AND objsubid = 2"
-                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                ), {"key": PRESENCE_KEY})).scalar_one()
+            if self._connection is not None:
+                present = (await self._connection.execute(query, {"key": PRESENCE_KEY})).scalar_one()
+                await self._connection.commit()
+            else:  # every slot taken
+                async with self._engine.connect() as connection:
+                    present = (await connection.execute(query, {"key": PRESENCE_KEY})).scalar_one()
         except Exception:
-            await self.leave()  # perhaps our connection died with a database restart: join again next time
+            await self.leave()
             raise
         return max(1, int(present))
 

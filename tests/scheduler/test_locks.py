@@ -52,3 +52,27 @@ def test_each_process_paces_at_its_share_of_the_per_token_limit():
     assert share_of(telegram, 1) == telegram
     assert share_of(telegram, 3) == RateLimit(per_second=10, per_chat_per_second=1.0, burst=1)
     assert share_of(RateLimit(per_second=math.inf), 3).per_second == math.inf
+
+
+async def test_a_process_whose_lock_connection_was_lost_joins_again(postgres_url):
+    import pytest
+    from sqlalchemy import text
+
+    from scheduler.locks import Presence
+
+    engine = create_engine(postgres_url)
+    presence = Presence(Database(session_factory(engine)))
+    try:
+        assert await presence.count() == 1
+        async with engine.connect() as admin:  # the database drops the connection (a restart, a failover)
+            await admin.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ))
+            await admin.commit()
+        with pytest.raises(Exception):
+            await presence.count()
+        assert await presence.count() == 1  # joined again, counted again
+    finally:
+        await presence.leave()
+        await engine.dispose()
