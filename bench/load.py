@@ -3,7 +3,7 @@
 Run from the repository root::
 
     .venv/bin/python -m bench.load [--postgres URL] [--users 50] [--updates 5000] [--profile FILE [--profile-phase scenario]]
-    .venv/bin/python -m bench.load --breakdown 300 [--postgres URL]   # CPU per stage, one user
+    .venv/bin/python -m bench.load --breakdown 300 [--postgres URL]   # CPU per stage, one user; CPU per SQL statement by layer
 
 One emulator process (npm `telegram-test-api` with our fixes) serves everything. For each backend
 (a fresh SQLite file; a fresh PostgreSQL database when `--postgres` gives an admin URL):
@@ -817,9 +817,47 @@ async def breakdown(args: argparse.Namespace) -> int:
             if skipped:
                 print(f"  not measured (renamed or gone): {', '.join(skipped)}")
             print()
+        await statement_costs()
     finally:
         await emulator.stop()
     return 0
+
+
+async def statement_costs(n: int = 2000) -> None:
+    """CPU of one indexed SELECT through each layer on SQLite: what bounds the updates/s ratio."""
+    import sqlite3
+
+    import aiosqlite
+    from sqlalchemy import column, table
+
+    with tempfile.TemporaryDirectory(prefix="bench-load-stmt-") as folder:
+        path = str(Path(folder) / "s.sqlite3")
+        with sqlite3.connect(path) as setup:
+            setup.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT)")
+            setup.execute("INSERT INTO t VALUES ('k', 'v')")
+        costs: dict[str, float] = {}
+        direct = sqlite3.connect(path)
+        started = time.process_time()
+        for _ in range(n):
+            direct.execute("SELECT v FROM t WHERE k = ?", ("k",)).fetchall()
+        costs["sqlite3, in the calling thread"] = time.process_time() - started
+        direct.close()
+        async with aiosqlite.connect(path) as threaded:
+            started = time.process_time()
+            for _ in range(n):
+                await (await threaded.execute("SELECT v FROM t WHERE k = ?", ("k",))).fetchall()
+            costs["aiosqlite (its own thread)"] = time.process_time() - started
+        engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+        rows = table("t", column("k"), column("v"))
+        async with engine.connect() as connection:
+            started = time.process_time()
+            for _ in range(n):
+                (await connection.execute(select(rows.c.v).where(rows.c.k == "k"))).first()
+            costs["SQLAlchemy Core over aiosqlite"] = time.process_time() - started
+        await engine.dispose()
+    print("== CPU of one indexed SELECT by layer (SQLite; an update runs about eight statements) ==")
+    for name, seconds in costs.items():
+        print(f"  {seconds / n * 1e6:7.1f} µs  {name}")
 
 
 def main(argv: list[str] | None = None) -> int:
