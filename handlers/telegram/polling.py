@@ -17,7 +17,7 @@ from aiogram.types import Update
 
 from bot.metrics import DUPLICATES
 from storage.models import utcnow
-from storage.repositories.inbox import journal
+from storage.repositories.inbox import ORPHAN_AGE, REPLAY_EVERY, journal
 from storage.unit_of_work import Database
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,6 @@ ALLOWED = ["message", "callback_query"]
 # 8 → 155/s, p99 46 ms (registration + questionnaire 101 ms); 6 → 138/s, 32 ms (94 ms);
 # 4 → 107/s, 28 ms (68 ms): smaller batches cost more getUpdates calls and journal commits.
 CONCURRENCY = 6
-REPLAY_EVERY = 30.0  # seconds between looks for orphaned journal rows
-ORPHAN_AGE = timedelta(seconds=60)  # journaled this long ago and not handled: nobody is on it
 
 
 class Intake:

@@ -10,7 +10,8 @@ growing pause without losing `ts`.
 The events of each poll are journaled in the inbox under VK's `event_id` (one transaction per
 poll) before the next poll moves `ts` past them, and the engine marks each handled in the same
 transaction as its effects: a redelivered event is skipped, one interrupted by a crash or a
-shutdown is replayed at the next start. Only the inbox is persisted, not `ts`: events sent
+shutdown is replayed at the next start (and, while running, one journaled over a minute ago
+and never handled: a dead process's). Only the inbox is persisted, not `ts`: events sent
 while the bot is down are not fetched later. Events of one person are handled in the order
 they came; different people are handled concurrently.
 """
@@ -24,6 +25,7 @@ import logging
 import random
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Callable
 
 from vk_api.bot_longpoll import VkBotLongPoll
@@ -34,6 +36,7 @@ from handlers.vk.api_session import make_vk_api
 from handlers.vk.client import VkClient
 from handlers.vk.render import ClientCaps, send_reply, snackbar_text
 from storage.models import utcnow
+from storage.repositories.inbox import ORPHAN_AGE, REPLAY_EVERY
 from storage.services import linking as linking_service
 from storage.unit_of_work import Database
 
@@ -161,6 +164,8 @@ class VkAdapter:
         send_backoff: float = 0.5,
         longpoll_factory: Callable[[], Any] | None = None,
         owns_client: bool = False,
+        replay_every: float = REPLAY_EVERY,
+        orphan_age: timedelta = ORPHAN_AGE,
     ) -> None:
         if client.group_id is None:
             raise ValueError("the VK adapter needs the community's group id")
@@ -175,6 +180,9 @@ class VkAdapter:
         self.send_backoff = send_backoff
         self._longpoll_factory = longpoll_factory or self._default_longpoll
         self._owns_client = owns_client
+        self.replay_every = replay_every
+        self.orphan_age = orphan_age
+        self._replayer: asyncio.Task | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -199,6 +207,7 @@ class VkAdapter:
         await self._replay_pending()
         self._thread = threading.Thread(target=self._poll_forever, name="vk-longpoll", daemon=True)
         self._thread.start()
+        self._replayer = self._loop.create_task(self._keep_replaying(), name="vk journal replay")
         log.info("vk: long poll started for group %s", self.client.group_id)
 
     async def stop(self, timeout: float = 15.0) -> None:
@@ -208,6 +217,9 @@ class VkAdapter:
         next start), not handled now.
         """
         self._stopping.set()
+        replayer, self._replayer = self._replayer, None
+        if replayer is not None:
+            replayer.cancel()
         thread, self._thread = self._thread, None
         if thread is not None:
             await asyncio.to_thread(thread.join, timeout)
@@ -414,14 +426,30 @@ class VkAdapter:
         while len(self._caps) > MAX_REMEMBERED_CLIENTS:
             self._caps.popitem(last=False)
 
-    async def _replay_pending(self) -> None:
-        """Queue events journaled but never handled (the process ended in between)."""
+    async def _keep_replaying(self) -> None:
+        """While running, now and then: settle the events the engine answered with "try again"
+        (storage was down), then queue events journaled long ago and never handled."""
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.replay_every)
+            try:
+                await self.engine.settle_deferred()
+            except Exception as error:  # the database may still be down: next time
+                log.warning("vk: could not settle deferred events: %s", type(error).__name__)
+                continue
+            await self._replay_pending(self.orphan_age)
+
+    async def _replay_pending(self, older_than: timedelta | None = None) -> None:
+        """Queue events journaled but never handled (the process ended in between); with
+        `older_than`, only those received at least that long ago and not in hand here."""
+        before = utcnow() - older_than if older_than is not None else None
         try:
             async with self.db.unit() as uow:
-                pending = await uow.inbox.pending(TRANSPORT)
+                pending = await uow.inbox.pending(TRANSPORT, received_before=before)
         except Exception as error:
             log.warning("vk: could not read the inbox: %s", type(error).__name__)
             return
+        if older_than is not None:  # while running: not what this process has in hand
+            pending = [(update_id, payload) for update_id, payload in pending if update_id not in self._recent]
         for update_id, payload in pending:
             try:
                 incoming = incoming_of(json.loads(payload or ""))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import InboxUpdate, utcnow
 
 TABLE = InboxUpdate.__table__
+REPLAY_EVERY = 30.0  # seconds between a running intake's looks for orphaned rows
+ORPHAN_AGE = timedelta(seconds=60)  # journaled this long ago and not handled: nobody is on it
 _counter = itertools.count()
 
 
