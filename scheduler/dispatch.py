@@ -40,7 +40,8 @@ import asyncio
 import base64
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from time import monotonic
 from typing import Any
@@ -89,6 +90,13 @@ class DispatchReport:
     deferred: int = 0
     released: int = 0
     uncertain: int = 0
+    #: (transport, outcome) → rows: "sent", "unreachable", "failed", "rescheduled", "uncertain";
+    #: transport "none" for a member without an account to write to
+    by_transport: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def count(self, transport: str | None, outcome: str, rows: int = 1) -> None:
+        setattr(self, outcome, getattr(self, outcome) + rows)
+        self.by_transport[(transport or "none", outcome)] += rows
 
 
 @dataclass
@@ -96,6 +104,7 @@ class _Claimed:
     row_id: int
     member_id: int | None
     account_id: int | None  # None for a wall post
+    transport: str
 
 
 async def dispatch_due(
@@ -116,7 +125,9 @@ async def dispatch_due(
     morning. `on_recorded` is awaited after each outcome is committed (tests simulate a crash there).
     """
     report = DispatchReport()
-    report.released, report.uncertain = await release_claims(db, older_than=now - lease)
+    report.released, uncertain = await release_claims(db, older_than=now - lease)
+    for transport, rows in uncertain.items():
+        report.count(transport, "uncertain", rows)
     pending: dict[str, _Claimed] = {}
     started = monotonic()
 
@@ -149,10 +160,12 @@ async def dispatch_due(
     return report
 
 
-async def release_claims(db: Database, *, older_than: datetime | None = None) -> tuple[int, int]:
+async def release_claims(
+    db: Database, *, older_than: datetime | None = None
+) -> tuple[int, Counter[str | None]]:
     """Sort out claims left by a stopped process (all of them, or those made before `older_than`):
     never attempted → `pending`; attempted → `uncertain` (VK: `pending`).
-    Returns (rows back to pending, rows now uncertain)."""
+    Returns (rows back to pending, rows now uncertain by transport)."""
 
     def claims(state: str):
         statement = update(OutboxMessage).where(OutboxMessage.state == state)
@@ -167,13 +180,15 @@ async def release_claims(db: Database, *, older_than: datetime | None = None) ->
             claims(ATTEMPTING).where(OutboxMessage.transport.in_(IDEMPOTENT_TRANSPORTS))
             .values(state=PENDING, sent_at=None)
         )).rowcount or 0
-        uncertain = (await execute(claims(ATTEMPTING).values(state=UNCERTAIN))).rowcount or 0
+        uncertain = Counter((await execute(
+            claims(ATTEMPTING).values(state=UNCERTAIN).returning(OutboxMessage.transport)
+        )).scalars())
         await uow.commit()
     if released:
         log.warning("outbox: %d claimed rows released back to pending", released)
     if uncertain:
         log.warning("outbox: %d rows were in flight when their process stopped; marked uncertain, "
-                    "not sent again", uncertain)
+                    "not sent again", sum(uncertain.values()))
     return released, uncertain
 
 
@@ -251,7 +266,7 @@ async def _claim(
         for row in rows:
             if row.kind == WALL_KIND:
                 row.state, row.sent_at, row.transport = SENDING, now, WALL_TRANSPORT
-                claimed[row.key] = _Claimed(row.id, row.member_id, None)
+                claimed[row.key] = _Claimed(row.id, row.member_id, None, WALL_TRANSPORT)
                 messages.append(Outgoing(key=row.key, transport=WALL_TRANSPORT, chat_id=WALL_CHAT, text=row.text,
                                          parse_mode=None))
                 continue
@@ -264,10 +279,10 @@ async def _claim(
             account = _pick_account(accounts.get(row.member_id, []), preferred)
             if account is None:
                 row.state = UNREACHABLE
-                report.unreachable += 1
+                report.count(None, "unreachable")
                 continue
             row.state, row.sent_at, row.transport = SENDING, now, account.transport
-            claimed[row.key] = _Claimed(row.id, row.member_id, account.id)
+            claimed[row.key] = _Claimed(row.id, row.member_id, account.id, account.transport)
             messages.append(_outgoing(row, account))
         report.claimed += len(messages)
         await uow.commit()
@@ -376,7 +391,7 @@ async def _record(connection, claim: _Claimed, outcome: Outcome, now: datetime, 
     mine = (OutboxMessage.id == claim.row_id, OutboxMessage.state.in_((SENDING, ATTEMPTING)))
     if outcome == Outcome.SENT:
         values: dict[str, Any] = {"state": SENT, "sent_at": now, "attempts": OutboxMessage.attempts + 1}
-        report.sent += 1
+        report.count(claim.transport, "sent")
     elif outcome == Outcome.UNREACHABLE:
         values = {"state": UNREACHABLE, "sent_at": None, "attempts": OutboxMessage.attempts + 1}
         if claim.account_id is not None:
@@ -384,18 +399,18 @@ async def _record(connection, claim: _Claimed, outcome: Outcome, now: datetime, 
                 update(Account).where(Account.id == claim.account_id, Account.unreachable_at.is_(None))
                 .values(unreachable_at=now)
             )
-        report.unreachable += 1
+        report.count(claim.transport, "unreachable")
     else:
         attempts = (
             await connection.execute(select(OutboxMessage.attempts).where(OutboxMessage.id == claim.row_id))
         ).scalar_one() + 1
         if outcome == Outcome.REJECTED or attempts >= MAX_ATTEMPTS:
             values = {"state": FAILED, "sent_at": None, "attempts": attempts}
-            report.failed += 1
+            report.count(claim.transport, "failed")
         else:
             values = {"state": PENDING, "sent_at": None, "attempts": attempts,
                       "due_at": now + RETRY_BASE * 2 ** (attempts - 1)}
-            report.rescheduled += 1
+            report.count(claim.transport, "rescheduled")
     await connection.execute(update(OutboxMessage).where(*mine).values(**values))
 
 

@@ -127,14 +127,16 @@ def build_scheduler(
         if single_process and not started["released"]:
             # One dispatcher per SQLite database: claims left by a previous process are ours.
             _released, uncertain = await release_claims(db)
-            FAILED.labels(transport="all", outcome="uncertain").inc(uncertain)
+            for transport, rows in uncertain.items():
+                FAILED.labels(transport=transport or "none", outcome="uncertain").inc(rows)
             started["released"] = True
         report = await dispatch_due(db, broadcaster, clock(), batch=batch, quiet=quiet)
         JOBS.labels(job=DISPATCH_JOB).inc()
-        SENT.labels(transport="all").inc(report.sent)
-        FAILED.labels(transport="all", outcome="unreachable").inc(report.unreachable)
-        FAILED.labels(transport="all", outcome="failed").inc(report.failed)
-        FAILED.labels(transport="all", outcome="uncertain").inc(report.uncertain)
+        for (transport, outcome), rows in report.by_transport.items():
+            if outcome == "sent":
+                SENT.labels(transport=transport).inc(rows)
+            elif outcome != "rescheduled":  # unreachable, failed, uncertain
+                FAILED.labels(transport=transport, outcome=outcome).inc(rows)
         if report.claimed or report.unreachable or report.deferred or report.released:
             log.info("outbox: %s", report)
 

@@ -24,12 +24,14 @@ import json
 import logging
 import random
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable
 
 from vk_api.bot_longpoll import VkBotLongPoll
 
+from bot.metrics import DUPLICATES, REPLY_SECONDS, UPDATES
 from dialogs.engine import DialogEngine
 from dialogs.model import CommandEvent, Event, ExternalId, OtherEvent, PressEvent, Reply, TextEvent
 from handlers.vk.api_session import make_vk_api
@@ -330,6 +332,7 @@ class VkAdapter:
                 return  # journaled: the next start replays them
             if incoming.update_id in seen_before or incoming.update_id in self._recent:
                 log.info("vk: duplicate event %s skipped", incoming.update_id)
+                DUPLICATES.labels(transport=TRANSPORT).inc()
                 self._count_processed()
                 continue
             self._dispatch(incoming)
@@ -390,6 +393,14 @@ class VkAdapter:
             log.exception("vk: handling event %s failed", incoming.update_id)
 
     async def _handle(self, incoming: Incoming) -> None:
+        started = time.perf_counter()
+        try:
+            await self._handle_timed(incoming)
+        finally:
+            REPLY_SECONDS.labels(transport=TRANSPORT).observe(time.perf_counter() - started)
+            UPDATES.labels(transport=TRANSPORT).inc()
+
+    async def _handle_timed(self, incoming: Incoming) -> None:
         user = incoming.who.user_id
         if incoming.caps is not None:
             self._remember_caps(user, incoming.caps)

@@ -179,6 +179,7 @@ async def test_rows_in_flight_when_their_process_died_are_uncertain_and_never_se
     # repeated random_id, so the second goes back to pending (and out through Telegram here, the
     # member's only account); the third was never attempted and goes out once.
     assert (early.claimed, late.released, late.uncertain, late.claimed) == (3, 2, 1, 2)
+    assert late.by_transport[("telegram", "uncertain")] == 1 and late.by_transport[("telegram", "sent")] == 2
     assert after == {ids[0]: "uncertain", ids[1]: "sent", ids[2]: "sent"}
     assert sum((await delivered(tg)).values()) == 5
 
@@ -300,6 +301,12 @@ async def test_the_scheduler_runs_the_dispatch_job_on_its_fixed_id(db, tg, broad
         quiet_hours = "22:00-08:00"
         dispatch_seconds = 0.1
 
+    from bot.metrics import REGISTRY
+
+    def sent_by_telegram() -> float:
+        return REGISTRY.get_sample_value("bot_messages_sent_total", {"transport": "telegram"}) or 0.0
+
+    sent_before = sent_by_telegram()
     scheduler = build_scheduler(db, broadcaster, Settings(), clock)
     jobs = {job.id: job for job in scheduler.get_jobs()}
     scheduler.start()
@@ -311,6 +318,7 @@ async def test_the_scheduler_runs_the_dispatch_job_on_its_fixed_id(db, tg, broad
         await broadcaster.close()  # calls in flight finish and are recorded
         await scheduler.drain()
 
+    assert sent_by_telegram() - sent_before == 6  # the metric counts by channel
     assert set(jobs) == {DISPATCH_JOB, EVENTS_AFTER_JOB}
     assert all(job.misfire_grace_time is None and job.coalesce for job in jobs.values())
     assert str(scheduler.timezone) == "UTC"

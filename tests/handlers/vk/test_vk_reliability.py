@@ -91,6 +91,12 @@ async def test_polling_starts_when_vk_is_down_at_first(fake, vk_client, engine, 
 
 
 async def test_a_redelivered_message_is_handled_once(vk_person, fake, bot, db):
+    from bot.metrics import REGISTRY
+
+    def metric(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"transport": "vk"}) or 0.0
+
+    handled_before, duplicates_before = metric("bot_updates_handled_total"), metric("bot_updates_duplicate_total")
     person = vk_person(USER)
     await person.start()
     await person.tap("Всеволожский район")
@@ -100,6 +106,9 @@ async def test_a_redelivered_message_is_handled_once(vk_person, fake, bot, db):
     await bot.wait_processed(bot.processed + 1)
 
     assert len(fake.messages_to(USER)) == sent_before
+    assert metric("bot_updates_handled_total") - handled_before == 2  # the VK channel is in the metrics too
+    assert metric("bot_updates_duplicate_total") - duplicates_before == 1
+    assert metric("bot_reply_seconds_count") >= 2
     async with db.unit() as uow:
         conversation = (await uow.session.execute(select(Conversation))).scalar_one()
     assert (conversation.flow, conversation.screen) == ("consent", "ask")
