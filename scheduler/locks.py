@@ -62,12 +62,12 @@ class Presence:
     """
 
     def __init__(self, db: Database) -> None:
-        self._engine = db.sessions.kw["bind"]
+        self._engine = db.sessions.kw.get("bind")
         self._connection = None
 
     @property
     def shared(self) -> bool:
-        return self._engine.dialect.name == "postgresql"
+        return self._engine is not None and self._engine.dialect.name == "postgresql"
 
     async def join(self) -> None:
         """Take a free slot (idempotent; again after the connection was lost)."""
