@@ -118,6 +118,8 @@ class Outcome(StrEnum):
     the caller may retry later."""
     REJECTED = "rejected"
     """The platform refused this message for good (bad request); do not retry."""
+    WITHDRAWN = "withdrawn"
+    """Not sent: ``before_send`` said the caller no longer owns it (no platform call made)."""
 
 
 # --------------------------------------------------------------------------
@@ -248,6 +250,8 @@ class BroadcastReport:
     abandoned: int = 0
     """Taken from the source but left without an outcome (broadcaster closed);
     ``on_result`` was not called for them: they are still pending for the caller."""
+    withdrawn: int = 0
+    """Messages ``before_send`` withdrew (no platform call made)."""
     duplicates: int = 0
     """Messages skipped because their key was already seen in this run."""
     attempts: int = 0
@@ -278,7 +282,7 @@ class BroadcastReport:
 
 
 OnResult = Callable[[Outgoing, Outcome, "str | None"], Awaitable[None]]
-BeforeSend = Callable[[Outgoing], Awaitable[None]]
+BeforeSend = Callable[[Outgoing], Awaitable["bool | None"]]
 
 
 # --------------------------------------------------------------------------
@@ -559,7 +563,8 @@ class Broadcaster:
         ``before_send(msg)``, when given, is awaited right before a message's first platform
         call (not before retries): the caller can record that the message is about to leave, so
         that after a crash it can tell messages never attempted (safe to send again) from those
-        that may have reached the platform.  Calls may overlap (one per message in flight).
+        that may have reached the platform.  Calls may overlap (one per message in flight).  If
+        it returns False the message is not sent: its outcome is ``WITHDRAWN``.
 
         Messages to different chats go concurrently within the limits;
         messages to one chat go in source order, spaced by the per-chat limit.
@@ -795,7 +800,8 @@ class Broadcaster:
                 if not attempted and run.before_send is not None:
                     # Raising aborts the run, like on_result. Once it returned the call is made
                     # even if the run is stopping meanwhile: a message marked as leaving leaves.
-                    await run.before_send(msg)
+                    if await run.before_send(msg) is False:
+                        return Outcome.WITHDRAWN, None
                 attempted = True
                 report.attempts += 1
                 error: BaseException

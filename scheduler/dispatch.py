@@ -14,9 +14,14 @@ One tick (`dispatch_due`):
    (`sent` + `sent_at`, `unreachable` + the account marked, or back to `pending` later);
 5. **release** rows claimed but not attempted (the run stopped early) back to `pending`.
 
+A row is marked `attempting` only while it is still this process's claim; if another process
+took it over meanwhile (it thought this one gone), the message is withdrawn, not sent.
+
 So a failure in the middle of a broadcast loses nothing and repeats nothing. A process killed
-in the middle leaves its claims behind; after the lease (at start, for the single SQLite
-process) `release_claims` sorts them out:
+in the middle leaves its claims behind. Each claim names its process (`claimed_by`, the token of
+`scheduler.locks.Presence`); once that process is no longer present, the others sort its claims
+out before their next batch; claims without an owner wait for the lease (at start, for the
+single SQLite process, all are ours). `release_claims` sorts them out:
 
 - `sending` rows were never handed to the platform: back to `pending`, sent once later;
 - `attempting` rows were in flight: the platform may or may not have them, and Telegram cannot
@@ -39,14 +44,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from time import monotonic
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scheduler.broadcaster import Broadcaster, Outcome, Outgoing
@@ -90,6 +95,7 @@ class DispatchReport:
     deferred: int = 0
     released: int = 0
     uncertain: int = 0
+    withdrawn: int = 0  # claimed, then taken over by another process before it was attempted
     #: (transport, outcome) → rows: "sent", "unreachable", "failed", "rescheduled", "uncertain";
     #: transport "none" for a member without an account to write to
     by_transport: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -116,6 +122,8 @@ async def dispatch_due(
     quiet: tuple[time, time] | None = None,
     lease: timedelta = LEASE,
     on_recorded: OnRecorded | None = None,
+    owner: str | None = None,
+    live_owners: Callable[[], Collection[str] | None] | None = None,
 ) -> DispatchReport:
     """Send every outbox row due at `now`, claiming `batch` rows at a time, recording each outcome.
 
@@ -123,65 +131,88 @@ async def dispatch_due(
     never waits for the database between batches. `quiet`: quiet hours; a row that became due
     outside them but is dispatched inside them (a backlog after downtime) waits for the local
     morning. `on_recorded` is awaited after each outcome is committed (tests simulate a crash there).
+
+    `owner` marks the rows this process claims; `live_owners()` names the processes present now
+    (None: unknown). Claims of an owner not among them are sorted out before each batch, without
+    waiting for the lease; the lease remains for claims without an owner.
     """
     report = DispatchReport()
-    report.released, uncertain = await release_claims(db, older_than=now - lease)
-    for transport, rows in uncertain.items():
-        report.count(transport, "uncertain", rows)
+
+    async def take_over(older_than: datetime | None) -> None:
+        live = live_owners() if live_owners is not None else None
+        if older_than is None and not live:
+            return
+        released, uncertain = await release_claims(db, older_than=older_than, live_owners=live)
+        report.released += released
+        for transport, rows in uncertain.items():
+            report.count(transport, "uncertain", rows)
+
+    await take_over(now - lease)
     pending: dict[str, _Claimed] = {}
     started = monotonic()
 
     async def due_messages():
         # Claims are stamped with `now`; stop claiming well within the lease, the next tick goes on.
         while monotonic() - started < lease.total_seconds() / 2:
-            messages, claimed, found = await _claim(db, broadcaster, now, batch, quiet, report)
+            await take_over(None)  # a replica that died meanwhile: its rows are due again at once
+            messages, claimed, found = await _claim(db, broadcaster, now, batch, quiet, report, owner)
             if not found:
                 return
             pending.update(claimed)
             for message in messages:
                 yield message
 
-    async with _Recorder(db) as recorder:
+    async with _Recorder(db, owner) as recorder:
 
         async def on_result(msg: Outgoing, outcome: Outcome, _message_id: str | None) -> None:
             claim = pending.pop(msg.key)
+            if outcome == Outcome.WITHDRAWN:  # no longer ours: another process has the row
+                report.withdrawn += 1
+                return
             await recorder.record(claim, outcome, now, report)
             if on_recorded is not None:
                 await on_recorded(msg, outcome)
 
-        async def before_send(msg: Outgoing) -> None:
-            await recorder.attempt(pending[msg.key])
+        async def before_send(msg: Outgoing) -> bool:
+            return await recorder.attempt(pending[msg.key])
 
         try:
             await broadcaster.send_many(due_messages(), on_result, before_send=before_send)
         finally:
             if pending:  # claimed but never sent (the run stopped early): due again at once
-                report.released += await _release(db, [claim.row_id for claim in pending.values()])
+                report.released += await _release(db, [claim.row_id for claim in pending.values()], owner)
     return report
 
 
 async def release_claims(
-    db: Database, *, older_than: datetime | None = None
+    db: Database, *, older_than: datetime | None = None, live_owners: Collection[str] | None = None,
 ) -> tuple[int, Counter[str | None]]:
-    """Sort out claims left by a stopped process (all of them, or those made before `older_than`):
-    never attempted → `pending`; attempted → `uncertain` (VK: `pending`).
+    """Sort out claims left by a stopped process: never attempted → `pending`; attempted →
+    `uncertain` (VK: `pending`). Which claims: all of them (no arguments: the single SQLite
+    process at start), those made before `older_than` (the lease), or (`live_owners`) those
+    whose owner is not among the processes present.
     Returns (rows back to pending, rows now uncertain by transport)."""
+    conditions = []
+    if older_than is not None:
+        conditions.append(OutboxMessage.sent_at < older_than)
+    if live_owners:
+        conditions.append(and_(OutboxMessage.claimed_by.is_not(None), OutboxMessage.claimed_by.not_in(live_owners)))
 
     def claims(state: str):
         statement = update(OutboxMessage).where(OutboxMessage.state == state)
-        if older_than is not None:
-            statement = statement.where(OutboxMessage.sent_at < older_than)
+        if conditions:
+            statement = statement.where(or_(*conditions))
         return statement
 
     async with db.unit() as uow:
         execute = uow.session.execute
-        released = (await execute(claims(SENDING).values(state=PENDING, sent_at=None))).rowcount or 0
+        released = (await execute(claims(SENDING).values(state=PENDING, sent_at=None, claimed_by=None))).rowcount or 0
         released += (await execute(
             claims(ATTEMPTING).where(OutboxMessage.transport.in_(IDEMPOTENT_TRANSPORTS))
-            .values(state=PENDING, sent_at=None)
+            .values(state=PENDING, sent_at=None, claimed_by=None)
         )).rowcount or 0
         uncertain = Counter((await execute(
-            claims(ATTEMPTING).values(state=UNCERTAIN).returning(OutboxMessage.transport)
+            claims(ATTEMPTING).values(state=UNCERTAIN, claimed_by=None).returning(OutboxMessage.transport)
         )).scalars())
         await uow.commit()
     if released:
@@ -225,6 +256,7 @@ async def _claim(
     batch: int,
     quiet: tuple[time, time] | None,
     report: DispatchReport,
+    owner: str | None = None,
 ) -> tuple[list[Outgoing], dict[str, _Claimed], bool]:
     """Claim up to `batch` due rows; returns their messages, the claims by key, and whether any row was due."""
     async with db.unit() as uow:
@@ -265,7 +297,7 @@ async def _claim(
         claimed: dict[str, _Claimed] = {}
         for row in rows:
             if row.kind == WALL_KIND:
-                row.state, row.sent_at, row.transport = SENDING, now, WALL_TRANSPORT
+                row.state, row.sent_at, row.transport, row.claimed_by = SENDING, now, WALL_TRANSPORT, owner
                 claimed[row.key] = _Claimed(row.id, row.member_id, None, WALL_TRANSPORT)
                 messages.append(Outgoing(key=row.key, transport=WALL_TRANSPORT, chat_id=WALL_CHAT, text=row.text,
                                          parse_mode=None))
@@ -281,7 +313,7 @@ async def _claim(
                 row.state = UNREACHABLE
                 report.count(None, "unreachable")
                 continue
-            row.state, row.sent_at, row.transport = SENDING, now, account.transport
+            row.state, row.sent_at, row.transport, row.claimed_by = SENDING, now, account.transport, owner
             claimed[row.key] = _Claimed(row.id, row.member_id, account.id, account.transport)
             messages.append(_outgoing(row, account))
         report.claimed += len(messages)
@@ -330,9 +362,10 @@ class _Recorder:
     every message in flight at once, and those waiting together are written in one commit.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, owner: str | None = None) -> None:
         self._engine: AsyncEngine | None = db.sessions.kw.get("bind")
         self._db = db
+        self._owner = owner
         self._connection: AsyncConnection | None = None
         self._lock = asyncio.Lock()  # one transaction at a time on the connection
         self._to_mark: set[int] = set()
@@ -348,28 +381,43 @@ class _Recorder:
         if self._connection is not None:
             await self._connection.close()
 
-    async def attempt(self, claim: _Claimed) -> None:
-        """Mark the row `attempting` (committed) before its first platform call."""
+    async def attempt(self, claim: _Claimed) -> bool:
+        """Mark the row `attempting` (committed) before its first platform call; False when the
+        row is no longer ours (another process took it over): it must not be sent."""
         self._to_mark.add(claim.row_id)
         async with self._lock:
             if claim.row_id in self._marked:  # committed with another message's mark
-                return
-            ids = self._to_mark | {claim.row_id}
+                return True
+            if claim.row_id not in self._to_mark:  # a mark that included it found it taken
+                return False
+            ids = set(self._to_mark)
             self._to_mark = set()
+            marked: set[int] = set()
 
             async def mark(connection) -> None:
-                await connection.execute(
-                    update(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.state == SENDING)
+                result = await connection.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(ids), OutboxMessage.state == SENDING, *self._mine())
                     .values(state=ATTEMPTING)
+                    .returning(OutboxMessage.id)
                 )
+                marked.update(result.scalars())
 
-            await self._write(mark)
-            self._marked |= ids
+            try:
+                await self._write(mark)
+            except BaseException:
+                self._to_mark |= ids  # not decided: each will try again
+                raise
+            self._marked |= marked
+            return claim.row_id in marked
+
+    def _mine(self) -> tuple:
+        return (OutboxMessage.claimed_by == self._owner,) if self._owner is not None else ()
 
     async def record(self, claim: _Claimed, outcome: Outcome, now: datetime, report: DispatchReport) -> None:
         async with self._lock:
             self._marked.discard(claim.row_id)
-            await self._write(lambda connection: _record(connection, claim, outcome, now, report))
+            await self._write(lambda connection: _record(connection, claim, outcome, now, report, self._mine()))
 
     async def _write(self, work: Callable[[Any], Awaitable[None]]) -> None:
         if self._connection is None:
@@ -385,10 +433,11 @@ class _Recorder:
             raise
 
 
-async def _record(connection, claim: _Claimed, outcome: Outcome, now: datetime, report: DispatchReport) -> None:
-    """One outcome on its row (fenced on the row still being ours: `sending` or `attempting`), and
-    the account if blocked."""
-    mine = (OutboxMessage.id == claim.row_id, OutboxMessage.state.in_((SENDING, ATTEMPTING)))
+async def _record(connection, claim: _Claimed, outcome: Outcome, now: datetime, report: DispatchReport,
+                  owned: tuple = ()) -> None:
+    """One outcome on its row (fenced on the row still being ours: `sending` or `attempting`, by
+    this owner), and the account if blocked."""
+    mine = (OutboxMessage.id == claim.row_id, OutboxMessage.state.in_((SENDING, ATTEMPTING)), *owned)
     if outcome == Outcome.SENT:
         values: dict[str, Any] = {"state": SENT, "sent_at": now, "attempts": OutboxMessage.attempts + 1}
         report.count(claim.transport, "sent")
@@ -408,18 +457,19 @@ async def _record(connection, claim: _Claimed, outcome: Outcome, now: datetime, 
             values = {"state": FAILED, "sent_at": None, "attempts": attempts}
             report.count(claim.transport, "failed")
         else:
-            values = {"state": PENDING, "sent_at": None, "attempts": attempts,
+            values = {"state": PENDING, "sent_at": None, "claimed_by": None, "attempts": attempts,
                       "due_at": now + RETRY_BASE * 2 ** (attempts - 1)}
             report.count(claim.transport, "rescheduled")
     await connection.execute(update(OutboxMessage).where(*mine).values(**values))
 
 
-async def _release(db: Database, row_ids: list[int]) -> int:
+async def _release(db: Database, row_ids: list[int], owner: str | None = None) -> int:
+    owned = (OutboxMessage.claimed_by == owner,) if owner is not None else ()
     async with db.unit() as uow:
         result = await uow.session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(row_ids), OutboxMessage.state == SENDING)
-            .values(state=PENDING, sent_at=None)
+            .where(OutboxMessage.id.in_(row_ids), OutboxMessage.state == SENDING, *owned)
+            .values(state=PENDING, sent_at=None, claimed_by=None)
         )
         await uow.commit()
     return result.rowcount or 0

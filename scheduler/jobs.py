@@ -130,7 +130,8 @@ def build_scheduler(
             for transport, rows in uncertain.items():
                 FAILED.labels(transport=transport or "none", outcome="uncertain").inc(rows)
             started["released"] = True
-        report = await dispatch_due(db, broadcaster, clock(), batch=batch, quiet=quiet)
+        report = await dispatch_due(db, broadcaster, clock(), batch=batch, quiet=quiet,
+                                    owner=presence.owner, live_owners=lambda: presence.live)
         JOBS.labels(job=DISPATCH_JOB).inc()
         for (transport, outcome), rows in report.by_transport.items():
             if outcome == "sent":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 import zlib
 from typing import AsyncIterator
 
@@ -49,14 +50,16 @@ async def job_lock(db: Database, name: str) -> AsyncIterator[bool]:
 
 PRESENCE_KEY = lock_key("bot:senders")  # first half of the two-part advisory keys of the slots
 PRESENCE_SLOTS = 64
+APPLICATION_PREFIX = "bot-sender:"
 
 
 class Presence:
     """How many bot processes send through one PostgreSQL database right now.
 
     Each sending process holds one advisory lock of a small range (`PRESENCE_KEY`, slot) on a
-    connection of its own for as long as it runs; PostgreSQL drops the lock with the connection,
-    so a killed replica stops counting at once. Platform rate limits are per bot token, so every
+    connection of its own for as long as it runs, named after the process's `token`; PostgreSQL
+    drops the lock with the connection, so a killed replica stops counting at once, and its
+    outbox claims (marked with its token) can be taken over at once (`live`). Platform rate limits are per bot token, so every
     process paces itself at its share: the configured limit divided by this count. On SQLite (one
     process) the count is always 1.
     """
@@ -64,6 +67,15 @@ class Presence:
     def __init__(self, db: Database) -> None:
         self._engine = db.sessions.kw.get("bind")
         self._connection = None
+        #: this process's name among the senders (it marks the outbox rows it claims)
+        self.token = uuid.uuid4().hex[:16]
+        #: tokens of the processes present at the last successful count (None: unknown)
+        self.live: set[str] | None = None
+
+    @property
+    def owner(self) -> str | None:
+        """The token to claim rows with: only while this process is present (counted by others)."""
+        return self.token if self._connection is not None else None
 
     @property
     def shared(self) -> bool:
@@ -75,6 +87,9 @@ class Presence:
             return
         connection = await self._engine.connect()
         try:
+            # The others find our token in pg_stat_activity beside our lock.
+            await connection.execute(text(f"SET application_name = '{APPLICATION_PREFIX}{self.token}'"))
+            await connection.commit()
             for slot in range(PRESENCE_SLOTS):
                 got = (await connection.execute(
                     text("SELECT pg_try_advisory_lock(:key, :slot)"), {"key": PRESENCE_KEY, "slot": slot}
@@ -94,22 +109,27 @@ class Presence:
         if not self.shared:
             return 1
         query = text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid = :key AND objsubid = 2"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            "SELECT a.application_name FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :key AND l.objsubid = 2"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         )
+        self.live = None
         await self.join()
         try:
             if self._connection is not None:
-                present = (await self._connection.execute(query, {"key": PRESENCE_KEY})).scalar_one()
+                names = list((await self._connection.execute(query, {"key": PRESENCE_KEY})).scalars())
                 await self._connection.commit()
             else:  # every slot taken
                 async with self._engine.connect() as connection:
-                    present = (await connection.execute(query, {"key": PRESENCE_KEY})).scalar_one()
+                    names = list((await connection.execute(query, {"key": PRESENCE_KEY})).scalars())
         except Exception:
             await self.leave()
             raise
-        return max(1, int(present))
+        tokens = {name.removeprefix(APPLICATION_PREFIX) for name in names
+                  if name and name.startswith(APPLICATION_PREFIX)}
+        if self._connection is not None and self.token in tokens:
+            self.live = tokens  # trusted only when it sees ourselves
+        return max(1, len(names))
 
     async def leave(self) -> None:
         """Give the slot back. The connection is discarded, not returned to the pool: a pooled

@@ -32,4 +32,7 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     transport: Mapped[str | None] = mapped_column(String(16), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The bot process (`scheduler.locks.Presence.token`) holding the row while it is `sending` or
+    # `attempting`: once that process is gone its claims are sorted out at once, not after the lease.
+    claimed_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -184,6 +184,70 @@ async def test_rows_in_flight_when_their_process_died_are_uncertain_and_never_se
     assert sum((await delivered(tg)).values()) == 5
 
 
+async def test_claims_of_a_process_that_is_gone_are_taken_over_at_once_without_the_lease(db, tg, broadcaster):
+    await registered_teachers(db, 2)
+    async with db.unit() as uow:
+        rows = (await uow.session.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars().all()
+        claims = [("sending", "gone"), ("attempting", "gone"), ("sending", "alive"), ("pending", None)]
+        for row, (state, owner) in zip(rows, claims):
+            row.state, row.claimed_by = state, owner
+            row.sent_at = AFTER_ALL_REMINDERS if owner else None  # claimed a minute ago: the lease is far
+            row.transport = "telegram" if owner else None
+        await uow.commit()
+        ids = [row.id for row in rows[:4]]
+
+    report = await dispatch_due(db, broadcaster, AFTER_ALL_REMINDERS + timedelta(minutes=1),
+                                owner="me", live_owners=lambda: {"me", "alive"})
+
+    async with db.unit() as uow:
+        after = {row.id: (row.state, row.claimed_by) for row in (await uow.session.execute(
+            select(OutboxMessage).where(OutboxMessage.id.in_(ids))
+        )).scalars()}
+    assert after == {
+        ids[0]: ("sent", "me"),  # the dead process never attempted it: sent once, now
+        ids[1]: ("uncertain", None),  # it was in flight when that process died: not again
+        ids[2]: ("sending", "alive"),  # a live process's claim is left alone
+        ids[3]: ("sent", "me"),
+    }
+    assert (report.released, report.uncertain) == (1, 1)
+    assert sum((await delivered(tg)).values()) == 2 + 2  # the two above and the two untouched reminders
+
+
+async def test_a_claim_taken_over_meanwhile_is_withdrawn_not_sent(db, tg):
+    from scheduler.broadcaster import Outgoing
+
+    await registered_teachers(db, 1)
+    sent: list[str] = []
+
+    class TheftOnFirstSend:
+        """While the first message goes out, another process takes over the second one's claim."""
+
+        transport = "telegram"
+
+        async def send(self, msg: Outgoing) -> str:
+            if not sent:
+                async with db.unit() as uow:
+                    second = (await uow.session.execute(
+                        select(OutboxMessage).where(OutboxMessage.key != msg.key, OutboxMessage.state == "sending")
+                        .order_by(OutboxMessage.id).limit(1)
+                    )).scalar_one()
+                    second.claimed_by = "thief"
+                    await uow.commit()
+            sent.append(msg.key)
+            return "1"
+
+    one_at_a_time = Broadcaster({"telegram": TheftOnFirstSend()}, {"telegram": RateLimit(per_second=math.inf)},
+                                concurrency=1)
+    try:
+        report = await dispatch_due(db, one_at_a_time, AFTER_ALL_REMINDERS, owner="me", live_owners=lambda: {"me"})
+    finally:
+        await one_at_a_time.close()
+    assert len(sent) == 2 and report.withdrawn == 1 and report.sent == 2
+    async with db.unit() as uow:
+        thieved = (await uow.session.execute(select(OutboxMessage).where(OutboxMessage.claimed_by == "thief"))).scalar_one()
+    assert thieved.key not in sent and thieved.state == "sending"  # left to its new owner, untouched
+
+
 async def test_a_row_is_marked_attempting_and_committed_before_its_platform_call(db, tg):
     from scheduler.broadcaster import Outgoing
 
