@@ -51,7 +51,7 @@ from datetime import datetime, time, timedelta
 from time import monotonic
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scheduler.broadcaster import Broadcaster, Outcome, Outgoing
@@ -123,7 +123,7 @@ async def dispatch_due(
     lease: timedelta = LEASE,
     on_recorded: OnRecorded | None = None,
     owner: str | None = None,
-    live_owners: Callable[[], Collection[str] | None] | None = None,
+    gone_owners: Callable[[], Collection[str] | None] | None = None,
 ) -> DispatchReport:
     """Send every outbox row due at `now`, claiming `batch` rows at a time, recording each outcome.
 
@@ -132,17 +132,17 @@ async def dispatch_due(
     outside them but is dispatched inside them (a backlog after downtime) waits for the local
     morning. `on_recorded` is awaited after each outcome is committed (tests simulate a crash there).
 
-    `owner` marks the rows this process claims; `live_owners()` names the processes present now
-    (None: unknown). Claims of an owner not among them are sorted out before each batch, without
-    waiting for the lease; the lease remains for claims without an owner.
+    `owner` marks the rows this process claims; `gone_owners()` names processes that were present
+    and are gone (None: unknown). Their claims are sorted out before each batch, without waiting
+    for the lease; the lease remains for every other claim left behind.
     """
     report = DispatchReport()
 
     async def take_over(older_than: datetime | None) -> None:
-        live = live_owners() if live_owners is not None else None
-        if older_than is None and not live:
+        gone = gone_owners() if gone_owners is not None else None
+        if older_than is None and not gone:
             return
-        released, uncertain = await release_claims(db, older_than=older_than, live_owners=live)
+        released, uncertain = await release_claims(db, older_than=older_than, gone_owners=gone)
         report.released += released
         for transport, rows in uncertain.items():
             report.count(transport, "uncertain", rows)
@@ -185,18 +185,17 @@ async def dispatch_due(
 
 
 async def release_claims(
-    db: Database, *, older_than: datetime | None = None, live_owners: Collection[str] | None = None,
+    db: Database, *, older_than: datetime | None = None, gone_owners: Collection[str] | None = None,
 ) -> tuple[int, Counter[str | None]]:
     """Sort out claims left by a stopped process: never attempted → `pending`; attempted →
     `uncertain` (VK: `pending`). Which claims: all of them (no arguments: the single SQLite
-    process at start), those made before `older_than` (the lease), or (`live_owners`) those
-    whose owner is not among the processes present.
+    process at start), those made before `older_than` (the lease), or those of `gone_owners`.
     Returns (rows back to pending, rows now uncertain by transport)."""
     conditions = []
     if older_than is not None:
         conditions.append(OutboxMessage.sent_at < older_than)
-    if live_owners:
-        conditions.append(and_(OutboxMessage.claimed_by.is_not(None), OutboxMessage.claimed_by.not_in(live_owners)))
+    if gone_owners:
+        conditions.append(OutboxMessage.claimed_by.in_(gone_owners))
 
     def claims(state: str):
         statement = update(OutboxMessage).where(OutboxMessage.state == state)

@@ -131,7 +131,7 @@ def build_scheduler(
                 FAILED.labels(transport=transport or "none", outcome="uncertain").inc(rows)
             started["released"] = True
         report = await dispatch_due(db, broadcaster, clock(), batch=batch, quiet=quiet,
-                                    owner=presence.owner, live_owners=lambda: presence.live)
+                                    owner=presence.owner, gone_owners=presence.gone)
         JOBS.labels(job=DISPATCH_JOB).inc()
         for (transport, outcome), rows in report.by_transport.items():
             if outcome == "sent":

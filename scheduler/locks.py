@@ -59,9 +59,9 @@ class Presence:
     Each sending process holds one advisory lock of a small range (`PRESENCE_KEY`, slot) on a
     connection of its own for as long as it runs, named after the process's `token`; PostgreSQL
     drops the lock with the connection, so a killed replica stops counting at once, and its
-    outbox claims (marked with its token) can be taken over at once (`live`). Platform rate limits are per bot token, so every
-    process paces itself at its share: the configured limit divided by this count. On SQLite (one
-    process) the count is always 1.
+    outbox claims (marked with its token) can be taken over at once (`gone()`). Platform rate
+    limits are per bot token, so every process paces itself at its share: the configured limit
+    divided by this count. On SQLite (one process) the count is always 1.
     """
 
     def __init__(self, db: Database) -> None:
@@ -71,6 +71,8 @@ class Presence:
         self.token = uuid.uuid4().hex[:16]
         #: tokens of the processes present at the last successful count (None: unknown)
         self.live: set[str] | None = None
+        #: every token ever counted present
+        self.seen: set[str] = set()
 
     @property
     def owner(self) -> str | None:
@@ -129,7 +131,13 @@ class Presence:
                   if name and name.startswith(APPLICATION_PREFIX)}
         if self._connection is not None and self.token in tokens:
             self.live = tokens  # trusted only when it sees ourselves
+            self.seen |= tokens
         return max(1, len(names))
+
+    def gone(self) -> set[str] | None:
+        """Processes counted present before and absent now (None: unknown). Only those: a process
+        that joined after our last count is absent from `live` but very much alive."""
+        return self.seen - self.live if self.live is not None else None
 
     async def leave(self) -> None:
         """Give the slot back. The connection is discarded, not returned to the pool: a pooled

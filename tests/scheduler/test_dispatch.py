@@ -197,7 +197,7 @@ async def test_claims_of_a_process_that_is_gone_are_taken_over_at_once_without_t
         ids = [row.id for row in rows[:4]]
 
     report = await dispatch_due(db, broadcaster, AFTER_ALL_REMINDERS + timedelta(minutes=1),
-                                owner="me", live_owners=lambda: {"me", "alive"})
+                                owner="me", gone_owners=lambda: {"gone"})
 
     async with db.unit() as uow:
         after = {row.id: (row.state, row.claimed_by) for row in (await uow.session.execute(
@@ -239,7 +239,7 @@ async def test_a_claim_taken_over_meanwhile_is_withdrawn_not_sent(db, tg):
     one_at_a_time = Broadcaster({"telegram": TheftOnFirstSend()}, {"telegram": RateLimit(per_second=math.inf)},
                                 concurrency=1)
     try:
-        report = await dispatch_due(db, one_at_a_time, AFTER_ALL_REMINDERS, owner="me", live_owners=lambda: {"me"})
+        report = await dispatch_due(db, one_at_a_time, AFTER_ALL_REMINDERS, owner="me", gone_owners=lambda: set())
     finally:
         await one_at_a_time.close()
     assert len(sent) == 2 and report.withdrawn == 1 and report.sent == 2

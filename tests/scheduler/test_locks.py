@@ -28,9 +28,12 @@ async def test_processes_sending_through_one_database_are_counted_and_a_dead_one
     first, second = (Presence(Database(session_factory(engine))) for engine in engines)
     try:
         alone = await first.count()
+        gone_before = first.gone()  # the second has not joined yet: not "gone", just unknown
         together = await second.count()
+        await first.count()
         await second.leave()  # what PostgreSQL does when a process dies: its connection goes
         after = await first.count()
+        gone_after = first.gone()
     finally:
         await first.leave()
         await second.leave()
@@ -38,6 +41,7 @@ async def test_processes_sending_through_one_database_are_counted_and_a_dead_one
             await engine.dispose()
     if "postgresql" in db.url:
         assert (alone, together, after) == (1, 2, 1)
+        assert (gone_before, gone_after) == (set(), {second.token})
     else:  # SQLite is one process by design
         assert (alone, together, after) == (1, 1, 1)
 
