@@ -53,7 +53,6 @@ import pstats
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -72,6 +71,7 @@ from bot.settings import Settings  # noqa: E402
 from bot.wiring import App, build_app, build_telegram  # noqa: E402
 from handlers.telegram.timing import UpdateTimer  # noqa: E402
 from storage.models import InboxUpdate, Member  # noqa: E402
+from tests.support.postgres_db import fresh_postgres  # noqa: E402
 from tests.support.telegram_emulator import EmulatorChat, TelegramEmulator  # noqa: E402
 
 TARGET_P99 = 0.100  # seconds of the bot's own handling time
@@ -527,21 +527,6 @@ async def run_ours(emulator: TelegramEmulator, url: str, users: int, per_user: i
     return story, throughput
 
 
-@contextlib.asynccontextmanager
-async def fresh_postgres(admin_url: str):
-    """A new, empty PostgreSQL database for this run, dropped afterwards (as tests/conftest.py does)."""
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        async with admin.connect() as connection:
-            await connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.dispose()
-
-
 # ---- the report -----------------------------------------------------------------------------------
 
 
@@ -598,7 +583,7 @@ async def run(args: argparse.Namespace) -> int:
                     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-load-db-")))
                     url = f"sqlite+aiosqlite:///{folder / 'bench.sqlite3'}"
                 else:
-                    url = await stack.enter_async_context(fresh_postgres(admin_url))
+                    url = await stack.enter_async_context(fresh_postgres(admin_url, "bench"))
                 echo = await run_echo(emulator, args.users, per_user)
                 profile = args.profile if (args.profile and label == "SQLite") else None
                 story, throughput = await run_ours(emulator, url, args.users, per_user, profile, args.profile_phase)
@@ -788,7 +773,7 @@ async def breakdown(args: argparse.Namespace) -> int:
                     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-load-db-")))
                     url = f"sqlite+aiosqlite:///{folder / 'bench.sqlite3'}"
                 else:
-                    url = await stack.enter_async_context(fresh_postgres(admin_url))
+                    url = await stack.enter_async_context(fresh_postgres(admin_url, "bench"))
                 ours = await OurBot.start(emulator, url, Path(stack.enter_context(tempfile.TemporaryDirectory())))
                 try:
                     user = User(emulator.chat(), ours.replies)

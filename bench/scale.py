@@ -39,7 +39,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -208,28 +207,21 @@ class Run:
 
 async def fresh_database(admin_url: str) -> str:
     """A new database, migrated and holding the demo reference data; returns its URL."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     from storage.bootstrap import prepare_database
+    from tests.support.postgres_db import admin_sql, new_name, sibling_url
 
-    name = f"bench_scale_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    await admin.dispose()
-    url = f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    name = new_name("bench_scale")
+    await admin_sql(admin_url, f'CREATE DATABASE "{name}"')
+    url = sibling_url(admin_url, name)
     database = await prepare_database(url)
     await database.engine.dispose()
     return url
 
 
 async def drop_database(admin_url: str, url: str) -> None:
-    from sqlalchemy.ext.asyncio import create_async_engine
+    from tests.support.postgres_db import drop
 
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    await admin.dispose()
+    await drop(admin_url, url.rsplit("/", 1)[1])
 
 
 async def run_updates(run: Run, http, processes, fronts, users: int, db, meter: "CpuMeter") -> None:

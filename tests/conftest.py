@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from dialogs.engine import DialogEngine
 from dialogs.registry import build_registry
 from storage.unit_of_work import Database
 from tests.support.driver import EngineChat
+from tests.support.postgres_db import fresh_postgres
 from tests.support.template_db import db, db_templates  # noqa: F401  (the shared `db` fixture)
 from storage.bootstrap import prepare_database
 
@@ -92,21 +90,6 @@ def emulator():
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@contextlib.asynccontextmanager
-async def fresh_postgres(admin_url: str):
-    """A new, empty PostgreSQL database for one test, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        async with admin.connect() as connection:
-            await connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.dispose()
 
 
 @pytest.fixture

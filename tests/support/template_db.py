@@ -9,28 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.db import create_engine, session_factory
 from storage.unit_of_work import Database
 from storage.bootstrap import prepare_database
+from tests.support.postgres_db import admin_sql, drop, new_name, sibling_url
 
 
 async def _build(url: str) -> None:
     database = await prepare_database(url)
     await database.engine.dispose()  # closing the last SQLite connection folds the WAL into the file
-
-
-async def _admin(admin_url: str, *statements: str) -> None:
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        for statement in statements:
-            await connection.exec_driver_sql(statement)
-    await admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -42,13 +33,13 @@ def db_templates(request, tmp_path_factory):
     templates["sqlite"] = str(sqlite_file)
     admin_url = request.config.getoption("--postgres")
     if admin_url:
-        name = f"tmpl_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
-        asyncio.run(_build(f"{admin_url.rsplit('/', 1)[0]}/{name}"))
+        name = new_name("tmpl")
+        asyncio.run(admin_sql(admin_url, f'CREATE DATABASE "{name}"'))
+        asyncio.run(_build(sibling_url(admin_url, name)))
         templates["postgres"] = name
     yield templates
     if "postgres" in templates:
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{templates["postgres"]}" WITH (FORCE)'))
+        asyncio.run(drop(admin_url, templates["postgres"]))
 
 
 @pytest.fixture
@@ -64,9 +55,9 @@ async def db(backend, db_templates, tmp_path, request):
         name = None
     else:
         admin_url = request.config.getoption("--postgres")
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        await _admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{db_templates["postgres"]}"')
-        url = f"{admin_url.rsplit('/', 1)[0]}/{name}"
+        name = new_name("t")
+        await admin_sql(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{db_templates["postgres"]}"')
+        url = sibling_url(admin_url, name)
     engine = create_engine(url)
     database = Database(session_factory(engine))
     database.engine = engine
@@ -74,4 +65,4 @@ async def db(backend, db_templates, tmp_path, request):
     yield database
     await engine.dispose()
     if name is not None:
-        await _admin(request.config.getoption("--postgres"), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop(request.config.getoption("--postgres"), name)
