@@ -527,6 +527,15 @@ async def run_ours(emulator: TelegramEmulator, url: str, users: int, per_user: i
     return story, throughput
 
 
+async def fresh_database(stack: contextlib.AsyncExitStack, admin_url: str | None) -> str:
+    """A new database for one backend's run, removed when `stack` closes: a SQLite file in a
+    temporary folder (no `admin_url`), or a new PostgreSQL database."""
+    if admin_url is None:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-load-db-")))
+        return f"sqlite+aiosqlite:///{folder / 'bench.sqlite3'}"
+    return await stack.enter_async_context(fresh_postgres(admin_url, "bench"))
+
+
 # ---- the report -----------------------------------------------------------------------------------
 
 
@@ -579,11 +588,7 @@ async def run(args: argparse.Namespace) -> int:
         for label, admin_url in backends:
             started = time.perf_counter()
             async with contextlib.AsyncExitStack() as stack:
-                if admin_url is None:
-                    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-load-db-")))
-                    url = f"sqlite+aiosqlite:///{folder / 'bench.sqlite3'}"
-                else:
-                    url = await stack.enter_async_context(fresh_postgres(admin_url, "bench"))
+                url = await fresh_database(stack, admin_url)
                 echo = await run_echo(emulator, args.users, per_user)
                 profile = args.profile if (args.profile and label == "SQLite") else None
                 story, throughput = await run_ours(emulator, url, args.users, per_user, profile, args.profile_phase)
@@ -769,11 +774,7 @@ async def breakdown(args: argparse.Namespace) -> int:
         backends = [("SQLite", None)] + ([("PostgreSQL", args.postgres)] if args.postgres else [])
         for label, admin_url in backends:
             async with contextlib.AsyncExitStack() as stack:
-                if admin_url is None:
-                    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-load-db-")))
-                    url = f"sqlite+aiosqlite:///{folder / 'bench.sqlite3'}"
-                else:
-                    url = await stack.enter_async_context(fresh_postgres(admin_url, "bench"))
+                url = await fresh_database(stack, admin_url)
                 ours = await OurBot.start(emulator, url, Path(stack.enter_context(tempfile.TemporaryDirectory())))
                 try:
                     user = User(emulator.chat(), ours.replies)
