@@ -802,57 +802,53 @@ async def _notify_proposal(uow: UnitOfWork, proposal: MentorProposal, now: datet
     )
 
 
-async def approve_proposal(uow: UnitOfWork, actor: Member, proposal_id: int, *, now: datetime) -> MentorProposal:
-    """Approve a proposed pair: the mentor is then asked to accept or decline."""
+async def _proposal_to_decide(uow: UnitOfWork, actor: Member, proposal_id: int) -> MentorProposal:
+    """A proposal the coordinator `actor` decides on, re-read under the locks of both people."""
     proposal = await get_proposal(uow, actor, proposal_id)
     require_coordinator(actor, proposal.municipality_id)
     await _lock(uow, proposal.municipality_id, [proposal.mentee_id, proposal.mentor_id])
-    proposal = await _fresh_proposal(uow, proposal_id)
+    return await _fresh_proposal(uow, proposal_id)
+
+
+async def _decide(
+    uow: UnitOfWork, proposal: MentorProposal, state: str, actor: Member, now: datetime, audit: str
+) -> MentorProposal:
+    """Record a coordinator's decision on a proposal, with its audit line."""
+    proposal.state = state
+    proposal.decided_at = now
+    proposal.decided_by = actor.id
+    _audit(uow, now, audit, actor, f"proposal:{proposal.id}")
+    await uow.flush()
+    return proposal
+
+
+async def approve_proposal(uow: UnitOfWork, actor: Member, proposal_id: int, *, now: datetime) -> MentorProposal:
+    """Approve a proposed pair: the mentor is then asked to accept or decline."""
+    proposal = await _proposal_to_decide(uow, actor, proposal_id)
     if proposal.state != PROPOSED:
         raise Conflict(PROPOSAL_NOT_PENDING) if proposal.state == APPROVED else _state_conflict(proposal)
     if await active_pair_of_mentee(uow, proposal.mentee_id) is not None:
         raise Conflict(MENTEE_PAIRED)
     await _check_mentor_room(uow, proposal.mentor_id, besides=proposal.id)
-    proposal.state = APPROVED
-    proposal.decided_at = now
-    proposal.decided_by = actor.id
     await _notify_proposal(uow, proposal, now)
-    _audit(uow, now, "mentoring.proposal_approved", actor, f"proposal:{proposal.id}")
-    await uow.flush()
-    return proposal
+    return await _decide(uow, proposal, APPROVED, actor, now, "mentoring.proposal_approved")
 
 
 async def reject_proposal(uow: UnitOfWork, actor: Member, proposal_id: int, *, now: datetime) -> MentorProposal:
     """Reject a proposed pair (it is never proposed again); the mentee waits for the next run."""
-    proposal = await get_proposal(uow, actor, proposal_id)
-    require_coordinator(actor, proposal.municipality_id)
-    await _lock(uow, proposal.municipality_id, [proposal.mentee_id, proposal.mentor_id])
-    proposal = await _fresh_proposal(uow, proposal_id)
+    proposal = await _proposal_to_decide(uow, actor, proposal_id)
     if proposal.state != PROPOSED:
         raise Conflict(PROPOSAL_NOT_PENDING) if proposal.state == APPROVED else _state_conflict(proposal)
-    proposal.state = REJECTED
-    proposal.decided_at = now
-    proposal.decided_by = actor.id
-    _audit(uow, now, "mentoring.proposal_rejected", actor, f"proposal:{proposal.id}")
-    await uow.flush()
-    return proposal
+    return await _decide(uow, proposal, REJECTED, actor, now, "mentoring.proposal_rejected")
 
 
 async def withdraw_proposal(uow: UnitOfWork, actor: Member, proposal_id: int, *, now: datetime) -> MentorProposal:
     """Withdraw a proposed or approved pair before the mentor answers."""
-    proposal = await get_proposal(uow, actor, proposal_id)
-    require_coordinator(actor, proposal.municipality_id)
-    await _lock(uow, proposal.municipality_id, [proposal.mentee_id, proposal.mentor_id])
-    proposal = await _fresh_proposal(uow, proposal_id)
+    proposal = await _proposal_to_decide(uow, actor, proposal_id)
     if proposal.state not in LIVE:
         raise _state_conflict(proposal)
-    proposal.state = WITHDRAWN
     proposal.close_reason = "coordinator"
-    proposal.decided_at = now
-    proposal.decided_by = actor.id
-    _audit(uow, now, "mentoring.proposal_withdrawn", actor, f"proposal:{proposal.id}")
-    await uow.flush()
-    return proposal
+    return await _decide(uow, proposal, WITHDRAWN, actor, now, "mentoring.proposal_withdrawn")
 
 
 async def _check_pairable(uow: UnitOfWork, mentee: Member, mentor: Member, *, network_rule: bool) -> None:
