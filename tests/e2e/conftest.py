@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -13,6 +14,8 @@ from dialogs.registry import build_registry
 from handlers.telegram.polling import DurablePolling
 from handlers.telegram.router import build_router
 from handlers.telegram.session import build_bot
+from scheduler.broadcaster import Broadcaster, RateLimit
+from scheduler.senders import TelegramSender
 from tests.support.telegram_emulator import EmulatorChat, TelegramEmulator
 
 
@@ -48,6 +51,16 @@ class RunningBot:
 
     def chat(self, user_id: int | None = None) -> EmulatorChat:
         return self.emulator.chat(user_id)
+
+
+@pytest.fixture
+async def broadcaster(emulator):
+    """The scheduler's broadcaster towards the emulator, limits lifted (tests run the outbox themselves)."""
+    bot = emulator.make_bot()
+    sending = Broadcaster({"telegram": TelegramSender(bot)}, {"telegram": RateLimit(per_second=math.inf)})
+    yield sending
+    await sending.close()
+    await bot.session.close()
 
 
 @pytest.fixture

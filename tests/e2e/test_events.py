@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-import pytest
-
-from scheduler.broadcaster import Broadcaster, RateLimit
 from scheduler.dispatch import dispatch_due
-from scheduler.senders import TelegramSender
 from storage.services.invites import create_invite
 from storage.services.outbox import parse_quiet_hours
 from tests.e2e.conftest import say, tap
@@ -19,15 +14,6 @@ from tests.support.scenarios import open_event, publish_club_event, register_coo
 
 MSK = ZoneInfo("Europe/Moscow")
 QUIET = parse_quiet_hours("22:00-08:00")
-
-
-@pytest.fixture
-async def broadcaster(emulator):
-    bot = emulator.make_bot()
-    sending = Broadcaster({"telegram": TelegramSender(bot)}, {"telegram": RateLimit(per_second=math.inf)})
-    yield sending
-    await sending.close()
-    await bot.session.close()
 
 
 async def test_a_coordinator_publishes_a_teacher_registers_gets_a_morning_reminder_and_the_cancellation(

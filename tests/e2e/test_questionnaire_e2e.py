@@ -8,13 +8,7 @@ the fake VK server in tests/handlers/vk/test_vk_questionnaire_e2e.py.
 
 from __future__ import annotations
 
-import math
-
-import pytest
-
-from scheduler.broadcaster import Broadcaster, RateLimit
 from scheduler.dispatch import dispatch_due
-from scheduler.senders import TelegramSender
 from storage.services.invites import create_invite
 from storage.services.outbox import parse_quiet_hours
 from tests.e2e.conftest import say, tap
@@ -24,15 +18,6 @@ from tests.support.questionnaire_plan import young_teacher_in_db
 from tests.support.scenarios import open_young_teacher_campaign, register_coordinator, telegram_actor
 
 QUIET = parse_quiet_hours("22:00-08:00")
-
-
-@pytest.fixture
-async def broadcaster(emulator):
-    bot = emulator.make_bot()
-    sending = Broadcaster({"telegram": TelegramSender(bot)}, {"telegram": RateLimit(per_second=math.inf)})
-    yield sending
-    await sending.close()
-    await bot.session.close()
 
 
 async def test_a_teacher_invited_by_the_campaign_fills_the_whole_questionnaire_across_a_restart(
