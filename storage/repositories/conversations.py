@@ -1,18 +1,28 @@
-"""Dialog state per (transport, user): read and written with Core statements on the hot path."""
+"""Dialog state per (transport, user): read and written with driver SQL on the hot path."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.driver_sql import DriverStatement, json_value
 from storage.models import Conversation, utcnow
 
 TABLE = Conversation.__table__
+_C = TABLE.c
+_LOAD = "SELECT flow, screen, data, stack, view, nonce FROM conversations WHERE transport = ? AND external_id = ?"
+LOAD = DriverStatement(_LOAD, [_C.transport, _C.external_id])
+LOAD_LOCKED = DriverStatement(_LOAD + " FOR UPDATE", [_C.transport, _C.external_id])
+SAVE = DriverStatement(
+    "INSERT INTO conversations (transport, external_id, flow, screen, data, stack, view, nonce, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (transport, external_id) DO UPDATE SET "
+    "flow = excluded.flow, screen = excluded.screen, data = excluded.data, stack = excluded.stack, "
+    "view = excluded.view, nonce = excluded.nonce, updated_at = excluded.updated_at",
+    [_C.transport, _C.external_id, _C.flow, _C.screen, _C.data, _C.stack, _C.view, _C.nonce, _C.updated_at],
+)
 
 
 @dataclass
@@ -27,14 +37,6 @@ class DialogState:
     nonce: str = ""
 
 
-def upsert(dialect: str, table, values: dict, keys: list[str]):
-    """INSERT ... ON CONFLICT DO UPDATE for SQLite and PostgreSQL alike."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(table).values(**values)
-    updates = {name: statement.excluded[name] for name in values if name not in keys}
-    return statement.on_conflict_do_update(index_elements=keys, set_=updates)
-
-
 class ConversationRepository:
     """Load and save dialog state."""
 
@@ -43,30 +45,20 @@ class ConversationRepository:
 
     async def load(self, transport: str, external_id: str, *, lock: bool = False) -> DialogState | None:
         """The state, locking the row on PostgreSQL so replicas handle one user in order."""
-        statement = select(
-            TABLE.c.flow, TABLE.c.screen, TABLE.c.data, TABLE.c.stack, TABLE.c.view, TABLE.c.nonce
-        ).where(TABLE.c.transport == transport, TABLE.c.external_id == external_id)
-        if lock and self.session.bind.dialect.name == "postgresql":
-            statement = statement.with_for_update()
-        row = (await self.session.execute(statement)).first()
+        statement = LOAD_LOCKED if lock and self.session.bind.dialect.name == "postgresql" else LOAD
+        row = (await statement.execute(self.session, transport, external_id)).first()
         if row is None:
             return None
-        return DialogState(row.flow, row.screen, dict(row.data or {}), list(row.stack or []), dict(row.view or {}), row.nonce)
+        flow, screen, data, stack, view, nonce = row
+        return DialogState(
+            flow, screen, dict(json_value(data) or {}), list(json_value(stack) or []), dict(json_value(view) or {}), nonce
+        )
 
     async def save(self, transport: str, external_id: str, state: DialogState) -> None:
-        values = {
-            "transport": transport,
-            "external_id": external_id,
-            "flow": state.flow,
-            "screen": state.screen,
-            "data": state.data,
-            "stack": state.stack,
-            "view": state.view,
-            "nonce": state.nonce,
-            "updated_at": utcnow(),
-        }
-        dialect = self.session.bind.dialect.name
-        await self.session.execute(upsert(dialect, TABLE, values, ["transport", "external_id"]))
+        await SAVE.execute(
+            self.session, transport, external_id, state.flow, state.screen, state.data, state.stack, state.view,
+            state.nonce, utcnow(),
+        )
 
     async def forget(self, transport: str, external_id: str) -> None:
         await self.session.execute(

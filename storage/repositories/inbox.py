@@ -11,10 +11,9 @@ import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.driver_sql import DriverStatement, many
 from storage.models import InboxUpdate, utcnow
 
 TABLE = InboxUpdate.__table__
@@ -28,28 +27,43 @@ def next_seq() -> int:
     return time.time_ns() // 1000 * 1000 + next(_counter) % 1000
 
 
-def record_many_statement(dialect: str, transport: str, items: list[tuple[str, str | None]]):
-    """INSERT … ON CONFLICT DO NOTHING RETURNING update_id for a batch of (update id, payload)."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+_COLUMNS = [TABLE.c.transport, TABLE.c.update_id, TABLE.c.seq, TABLE.c.payload, TABLE.c.received_at]
+_RECORD: dict[int, DriverStatement] = {}
+CLAIM = DriverStatement(
+    "UPDATE inbox SET handled_at = ?, payload = NULL WHERE transport = ? AND update_id = ? AND handled_at IS NULL",
+    [TABLE.c.handled_at, TABLE.c.transport, TABLE.c.update_id],
+)
+_IS_HANDLED = "SELECT handled_at FROM inbox WHERE transport = ? AND update_id = ?"
+IS_HANDLED = DriverStatement(_IS_HANDLED, [TABLE.c.transport, TABLE.c.update_id])
+IS_HANDLED_LOCKED = DriverStatement(_IS_HANDLED + " FOR UPDATE", [TABLE.c.transport, TABLE.c.update_id])
+
+
+def record_statement(count: int) -> DriverStatement:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING update_id for `count` rows (built once per size)."""
+    statement = _RECORD.get(count)
+    if statement is None:
+        statement = _RECORD[count] = DriverStatement(
+            many("INSERT INTO inbox (transport, update_id, seq, payload, received_at) VALUES ",
+                 "(?, ?, ?, ?, ?)", count, " ON CONFLICT (transport, update_id) DO NOTHING RETURNING update_id"),
+            _COLUMNS * count,
+        )
+    return statement
+
+
+async def _record(target, transport: str, items: list[tuple[str, str | None]]) -> set[str]:
     now = utcnow()
-    return (
-        insert(TABLE)
-        .values([
-            {"transport": transport, "update_id": update_id, "seq": next_seq(), "payload": payload, "received_at": now}
-            for update_id, payload in items
-        ])
-        .on_conflict_do_nothing(index_elements=["transport", "update_id"])
-        .returning(TABLE.c.update_id)
-    )
+    values = [value for update_id, payload in items for value in (transport, update_id, next_seq(), payload, now)]
+    result = await record_statement(len(items)).execute(target, *values)
+    return {row[0] for row in result}
 
 
 async def journal(engine, transport: str, items: list[tuple[str, str | None]]) -> set[str]:
-    """Journal a batch in its own short transaction on a bare connection (the intake's hot path)."""
+    """Journal a batch in its own short transaction on a bare connection (the intake's hot path);
+    returns the ids never seen before."""
     if not items:
         return set()
     async with engine.begin() as connection:
-        result = await connection.execute(record_many_statement(engine.dialect.name, transport, items))
-        return set(result.scalars())
+        return await _record(connection, transport, items)
 
 
 class InboxRepository:
@@ -60,21 +74,7 @@ class InboxRepository:
 
     async def record(self, transport: str, update_id: str, payload: str | None) -> bool:
         """Journal an update; False when it was seen before (a duplicate delivery)."""
-        insert = pg_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
-        statement = (
-            insert(TABLE)
-            .values(transport=transport, update_id=update_id, seq=next_seq(), payload=payload, received_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["transport", "update_id"])
-        )
-        result = await self.session.execute(statement)
-        return result.rowcount == 1
-
-    async def record_many(self, transport: str, items: list[tuple[str, str | None]]) -> set[str]:
-        """Journal a batch in one statement; returns the ids never seen before."""
-        if not items:
-            return set()
-        statement = record_many_statement(self.session.bind.dialect.name, transport, items)
-        return set((await self.session.execute(statement)).scalars())
+        return bool(await _record(self.session, transport, [(update_id, payload)]))
 
     async def claim(self, transport: str, update_id: str) -> bool:
         """Mark a journaled update handled (in the caller's transaction); False if it already was.
@@ -83,11 +83,7 @@ class InboxRepository:
         replicas given the same update handle it once. An update that was never journaled is
         claimable too (its row simply does not exist).
         """
-        result = await self.session.execute(
-            update(TABLE)
-            .where(TABLE.c.transport == transport, TABLE.c.update_id == update_id, TABLE.c.handled_at.is_(None))
-            .values(handled_at=utcnow(), payload=None)
-        )
+        result = await CLAIM.execute(self.session, utcnow(), transport, update_id)
         if result.rowcount == 1:
             return True
         return not await self.is_handled(transport, update_id)
@@ -95,11 +91,9 @@ class InboxRepository:
     async def is_handled(self, transport: str, update_id: str) -> bool:
         """Whether the update was handled; on PostgreSQL the row stays locked until commit, so two
         replicas given the same update handle it once."""
-        statement = select(TABLE.c.handled_at).where(TABLE.c.transport == transport, TABLE.c.update_id == update_id)
-        if self.session.bind.dialect.name == "postgresql":
-            statement = statement.with_for_update()
-        row = (await self.session.execute(statement)).first()
-        return row is not None and row.handled_at is not None
+        statement = IS_HANDLED_LOCKED if self.session.bind.dialect.name == "postgresql" else IS_HANDLED
+        row = (await statement.execute(self.session, transport, update_id)).first()
+        return row is not None and row[0] is not None
 
     async def mark_handled(self, transport: str, update_id: str) -> None:
         """Mark handled and drop the raw payload: the journal keeps updates only until handled."""
