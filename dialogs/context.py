@@ -24,26 +24,26 @@ class Ctx:
     said: list[OutMessage] = field(default_factory=list)
     _account: Account | None = None
     _member: Member | None = None
-    _loaded: bool = False
+    _account_loaded: bool = False
+    _member_loaded: bool = False
 
     async def account(self) -> Account | None:
         """The account of this channel identity, if one was created (after consent)."""
-        await self._load()
+        if not self._account_loaded:
+            self._account, self._member = await self.uow.accounts.with_member(self.who)
+            self._account_loaded = self._member_loaded = True
         return self._account
 
     async def member(self) -> Member | None:
         """The registered member behind this account, if any."""
-        await self._load()
+        if not self._member_loaded:
+            self._member = await self.uow.accounts.member(self.who)
+            self._member_loaded = True
         return self._member
-
-    async def _load(self) -> None:
-        if not self._loaded:
-            self._account, self._member = await self.uow.accounts.with_member(self.who)
-            self._loaded = True
 
     def forget_cached(self) -> None:
         """Drop the cached account and member after an action changed them."""
-        self._loaded = False
+        self._account_loaded = self._member_loaded = False
         self._account = self._member = None
 
     def touch(self) -> None:

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.driver_sql import DriverStatement
 from storage.models import Account, Member
+
+_A = Account.__table__.c
+MEMBER_ID = DriverStatement("SELECT member_id FROM accounts WHERE transport = ? AND external_id = ?",
+                            [_A.transport, _A.external_id])
+
+# Built once: every update asks for it, and building an ORM statement (with the member's joined
+# organisation and municipality) and its cache key cost more than running it.
+WITH_MEMBER = (
+    select(Account, Member)
+    .outerjoin(Member, Member.id == Account.member_id)
+    .where(Account.transport == bindparam("transport"), Account.external_id == bindparam("external_id"))
+)
 
 
 class AccountRepository:
@@ -16,14 +29,17 @@ class AccountRepository:
 
     async def with_member(self, who) -> tuple[Account | None, Member | None]:
         """The account for (transport, user id) and its member, in one query."""
-        row = (
-            await self.session.execute(
-                select(Account, Member)
-                .outerjoin(Member, Member.id == Account.member_id)
-                .where(Account.transport == who.transport, Account.external_id == who.user_id)
-            )
-        ).first()
+        parameters = {"transport": who.transport, "external_id": who.user_id}
+        row = (await self.session.execute(WITH_MEMBER, parameters)).first()
         return (row[0], row[1]) if row else (None, None)
+
+    async def member(self, who) -> Member | None:
+        """The member behind (transport, user id), if registered. Most updates need only this, and
+        during registration there is none: one driver-SQL look-up answers that without the ORM."""
+        if self.session.new or self.session.dirty or self.session.deleted:
+            await self.session.flush()  # driver SQL does not autoflush as ORM queries do
+        member_id = (await MEMBER_ID.execute(self.session, who.transport, who.user_id)).scalar()
+        return None if member_id is None else await self.session.get(Member, member_id)
 
     async def get(self, who) -> Account | None:
         return (
