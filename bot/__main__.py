@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -42,6 +43,11 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         print("Starting the console channel on the demo data (type /quit to leave).", file=sys.stderr)
         return await cmd_chat(settings, args)
     app = await build_app(settings)
+    # What start-up built (modules, flows, mappers, validators) lives as long as the process:
+    # keep it out of the garbage collector's full passes, which otherwise walk it all (~0.2 s,
+    # a pause every update in flight waits for; bench.load shows it in the p99).
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for name in ("SIGINT", "SIGTERM"):
