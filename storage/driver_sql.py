@@ -13,9 +13,26 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from sqlalchemy import Column
+from sqlalchemy import Column, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session
+
+_CONNECTION = "driver_sql.connection"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_connection(session: Session, _transaction) -> None:
+    session.info.pop(_CONNECTION, None)
+
+
+async def connection_of(session: AsyncSession) -> AsyncConnection:
+    """The connection of the session's transaction, remembered until the transaction ends:
+    `AsyncSession.connection()` costs a greenlet hop per call, about as much as a statement."""
+    connection = session.info.get(_CONNECTION)
+    if connection is None:
+        connection = session.info[_CONNECTION] = await session.connection()
+    return connection
 
 
 class DriverStatement:
@@ -41,7 +58,7 @@ class DriverStatement:
 
     async def execute(self, target: AsyncSession | AsyncConnection, *values: Any):
         """Run in the session's (or connection's) transaction; returns the driver-level result."""
-        connection = await target.connection() if isinstance(target, AsyncSession) else target
+        connection = await connection_of(target) if isinstance(target, AsyncSession) else target
         sql, processors = self._for(connection.dialect)
         bound = tuple(value if process is None else process(value) for process, value in zip(processors, values))
         return await connection.exec_driver_sql(sql, bound)

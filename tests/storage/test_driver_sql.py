@@ -1,0 +1,112 @@
+"""The hot path's driver SQL and the in-thread SQLite connection store what the ORM would, and fail
+the way the rest of the code expects."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import timezone
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from dialogs.model import ExternalId
+from storage import db as storage_db
+from storage.db import create_engine, session_factory
+from storage.models import Account, Conversation, InboxUpdate, Member, Role
+from storage.repositories.conversations import DialogState
+from storage.repositories.inbox import journal
+from storage.sqlite_inline import InlineConnection
+from storage.unit_of_work import Database
+
+
+async def test_state_saved_as_driver_sql_reads_back_through_the_orm_unchanged(db):
+    state = DialogState("registration", "org", {"q": "Кудрово <b>&", "n": [1, 2]}, ["role", "kind"],
+                        {"items": [["Школа №1", "c", "7"]]}, "ab12")
+    async with db.unit() as uow:
+        assert await uow.conversations.load("telegram", "501") is None
+        await uow.conversations.save("telegram", "501", state)
+        await uow.commit()
+    async with db.unit() as uow:
+        assert await uow.conversations.load("telegram", "501", lock=True) == state
+        row = (await uow.session.execute(select(Conversation).where(Conversation.external_id == "501"))).scalar_one()
+    assert (row.flow, row.screen, row.data, row.stack, row.view, row.nonce) == (
+        state.flow, state.screen, state.data, state.stack, state.view, state.nonce)
+    assert row.updated_at.tzinfo is not None and row.updated_at.utcoffset() == timezone.utc.utcoffset(None)
+
+    state.data["q"] = "Мурино"
+    async with db.unit() as uow:  # the upsert replaces the row
+        await uow.conversations.save("telegram", "501", state)
+        await uow.commit()
+    async with db.unit() as uow:
+        assert (await uow.conversations.load("telegram", "501")).data == {"q": "Мурино", "n": [1, 2]}
+
+
+async def test_the_journal_returns_only_new_ids_and_a_claim_takes_each_update_once(db):
+    engine = db.engine
+    assert await journal(engine, "telegram", [("1", "{}"), ("2", None)]) == {"1", "2"}
+    assert await journal(engine, "telegram", [("2", "{}"), ("3", "{}")]) == {"3"}
+    async with db.unit() as uow:
+        assert await uow.inbox.claim("telegram", "1") is True
+        await uow.commit()
+    async with db.unit() as uow:
+        assert await uow.inbox.claim("telegram", "1") is False
+        assert await uow.inbox.claim("telegram", "never-journaled") is True
+        rows = (await uow.session.execute(select(InboxUpdate).order_by(InboxUpdate.update_id))).scalars().all()
+    assert [(row.update_id, row.handled_at is not None, row.payload) for row in rows] == [
+        ("1", True, None), ("2", False, None), ("3", False, "{}")]
+    assert rows[0].received_at.tzinfo is not None and rows[0].seq < rows[2].seq
+
+
+async def test_member_lookup_sees_changes_not_yet_flushed(db):
+    who = ExternalId("telegram", "777", "777")
+    async with db.unit() as uow:
+        assert await uow.accounts.member(who) is None
+        member = Member(role=Role.TEACHER, full_name="Иванова Анна Сергеевна")
+        uow.session.add(member)
+        uow.session.add(Account(transport="telegram", external_id="777", chat_id="777"))
+        await uow.session.flush()
+        account = await uow.accounts.get(who)
+        account.member_id = member.id  # pending, not flushed: an ORM query would autoflush it
+        assert await uow.accounts.member(who) is member
+
+
+async def test_sqlite_statements_run_in_the_calling_thread(db):
+    if not db.url.startswith("sqlite"):
+        pytest.skip("SQLite only")
+    threads = threading.active_count()
+    async with db.unit() as uow:
+        connection = await uow.session.connection()
+        raw = await connection.get_raw_connection()
+        assert isinstance(raw.driver_connection, InlineConnection)
+        await uow.conversations.load("telegram", "1")
+    assert threading.active_count() == threads  # no helper thread per connection, as aiosqlite starts
+
+
+async def test_sqlite_errors_arrive_as_sqlalchemy_errors(db, tmp_path, monkeypatch):
+    if not db.url.startswith("sqlite"):
+        pytest.skip("SQLite only")
+    async with db.unit() as uow:  # a constraint: IntegrityError, and the session recovers
+        uow.session.add(Conversation(transport="t", external_id="1", flow="f", screen="s", nonce=""))
+        uow.session.add(Conversation(transport="t", external_id="1", flow="f", screen="s", nonce=""))
+        with pytest.raises(IntegrityError):
+            await uow.flush()
+        await uow.rollback()
+        assert await uow.conversations.load("t", "1") is None
+
+    # Another process holding the write lock: the wait is bounded, then an OperationalError (the
+    # dialog engine answers it with "try again").
+    monkeypatch.setattr(storage_db, "BUSY_TIMEOUT", 0.2)
+    engine = create_engine(db.url)
+    other = sqlite3.connect(db.url.split(":///", 1)[1], isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="locked"):
+            async with Database(session_factory(engine)).unit() as uow:
+                await uow.conversations.save("t", "2", DialogState("f", "s"))
+                await uow.commit()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        await engine.dispose()
