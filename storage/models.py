@@ -213,6 +213,17 @@ class Conversation(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ChannelCursor(Base):
+    """How far an intake has read a channel's stream (VK's long-poll `ts`), saved with the journal
+    so that a restart goes on from there instead of from "now"."""
+
+    __tablename__ = "channel_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class InboxUpdate(Base):
     """Journal of incoming updates: written before acknowledging, emptied once handled."""
 

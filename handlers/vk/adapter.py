@@ -11,9 +11,11 @@ The events of each poll are journaled in the inbox under VK's `event_id` (one tr
 poll) before the next poll moves `ts` past them, and the engine marks each handled in the same
 transaction as its effects: a redelivered event is skipped, one interrupted by a crash or a
 shutdown is replayed at the next start (and, while running, one journaled over a minute ago
-and never handled: a dead process's). Only the inbox is persisted, not `ts`: events sent
-while the bot is down are not fetched later. Events of one person are handled in the order
-they came; different people are handled concurrently.
+and never handled: a dead process's). The `ts` reached is saved in the same transaction as the
+journal (`channel_cursors`), and the next start polls from it: events sent while the bot was
+down are fetched then, as long as VK still keeps them (otherwise VK answers `failed: 1` and
+polling goes on from its new `ts`). Events of one person are handled in the order they came;
+different people are handled concurrently.
 """
 
 from __future__ import annotations
@@ -185,6 +187,8 @@ class VkAdapter:
         self.replay_every = replay_every
         self.orphan_age = orphan_age
         self._replayer: asyncio.Task | None = None
+        self._cursor = f"{TRANSPORT}:{client.group_id}"
+        self._resume_ts: str | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -206,6 +210,7 @@ class VkAdapter:
             raise RuntimeError("the VK adapter is already running")
         self._loop = asyncio.get_running_loop()
         self._stopping.clear()
+        self._resume_ts = await self._saved_ts()
         await self._replay_pending()
         self._thread = threading.Thread(target=self._poll_forever, name="vk-longpoll", daemon=True)
         self._thread.start()
@@ -267,6 +272,9 @@ class VkAdapter:
             try:
                 if longpoll is None:
                     longpoll = self._longpoll_factory()  # groups.getLongPollServer
+                    if self._resume_ts is not None and hasattr(longpoll, "ts"):
+                        longpoll.ts = self._resume_ts  # go on from where the last run got to
+                    self._resume_ts = None
                 events = longpoll.check()
             except Exception as error:  # network, timeouts, API errors, a garbled answer
                 if self._stopping.is_set():
@@ -279,16 +287,18 @@ class VkAdapter:
                 continue
             self.poll_failures = 0
             raws = [event.raw for event in events if isinstance(event.raw, dict)]
-            if raws and not self._hand_over(raws):
+            ts = getattr(longpoll, "ts", None)
+            if raws and not self._hand_over(raws, None if ts is None else str(ts)):
                 break
 
-    def _hand_over(self, raws: list[dict[str, Any]]) -> bool:
-        """Journal a batch on the event loop and wait for it: the next poll moves `ts` past it."""
+    def _hand_over(self, raws: list[dict[str, Any]], ts: str | None = None) -> bool:
+        """Journal a batch (and the `ts` after it) on the event loop and wait for it: the next poll
+        moves `ts` past it."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return False
         try:
-            accepted = asyncio.run_coroutine_threadsafe(self._accept(raws), loop)
+            accepted = asyncio.run_coroutine_threadsafe(self._accept(raws, ts), loop)
         except RuntimeError:  # the loop is gone (the process is ending)
             log.warning("vk: %d event(s) not journaled: the event loop is closed", len(raws))
             return False
@@ -300,8 +310,17 @@ class VkAdapter:
 
     # ---- the event loop side -----------------------------------------------------------------
 
-    async def _accept(self, raws: list[dict[str, Any]]) -> None:
-        """Journal a batch of events in one transaction, then queue the new ones for handling."""
+    async def _saved_ts(self) -> str | None:
+        try:
+            async with self.db.unit() as uow:
+                return await uow.inbox.cursor(self._cursor)
+        except Exception as error:  # the database is down: poll from "now", as VK offers
+            log.warning("vk: could not read the saved long-poll position: %s", type(error).__name__)
+            return None
+
+    async def _accept(self, raws: list[dict[str, Any]], ts: str | None = None) -> None:
+        """Journal a batch of events and the `ts` after it in one transaction, then queue the new
+        events for handling."""
         batch: list[tuple[Incoming, dict[str, Any]]] = []
         for raw in raws:
             if raw.get("type") in ("message_allow", "message_deny"):
@@ -324,6 +343,8 @@ class VkAdapter:
                     if not await uow.inbox.record(TRANSPORT, incoming.update_id, payload):
                         if await uow.inbox.is_handled(TRANSPORT, incoming.update_id):
                             seen_before.add(incoming.update_id)
+                if ts is not None:
+                    await uow.inbox.save_cursor(self._cursor, ts)
                 await uow.commit()
         except Exception as error:  # the engine tells the person the database is unavailable
             log.warning("vk: could not journal %d event(s): %s", len(batch), type(error).__name__)

@@ -14,9 +14,15 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.driver_sql import DriverStatement, many
-from storage.models import InboxUpdate, utcnow
+from storage.models import ChannelCursor, InboxUpdate, utcnow
 
 TABLE = InboxUpdate.__table__
+_CURSOR = ChannelCursor.__table__.c
+SAVE_CURSOR = DriverStatement(
+    "INSERT INTO channel_cursors (name, position, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) "
+    "DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+    [_CURSOR.name, _CURSOR.position, _CURSOR.updated_at],
+)
 REPLAY_EVERY = 30.0  # seconds between a running intake's looks for orphaned rows
 ORPHAN_AGE = timedelta(seconds=60)  # journaled this long ago and not handled: nobody is on it
 _counter = itertools.count()
@@ -102,6 +108,14 @@ class InboxRepository:
             .where(TABLE.c.transport == transport, TABLE.c.update_id == update_id)
             .values(handled_at=utcnow(), payload=None)
         )
+
+    async def cursor(self, name: str) -> str | None:
+        """How far the intake `name` had read its channel (saved with the journal), if recorded."""
+        return (await self.session.execute(select(_CURSOR.position).where(_CURSOR.name == name))).scalar()
+
+    async def save_cursor(self, name: str, position: str) -> None:
+        """Record how far the intake `name` has read, in the transaction that journals what it read."""
+        await SAVE_CURSOR.execute(self.session, name, position, utcnow())
 
     async def pending(self, transport: str, limit: int = 1000, *,
                       received_before: datetime | None = None) -> list[tuple[str, str]]:

@@ -90,6 +90,34 @@ async def test_polling_starts_when_vk_is_down_at_first(fake, vk_client, engine, 
         await adapter.stop()
 
 
+async def test_messages_sent_while_the_bot_was_down_are_fetched_at_the_next_start(fake, vk_client, engine, db):
+    adapter = VkAdapter(vk_client, engine, db, wait=0.2)
+    await adapter.start()
+    try:
+        await fake.wait_long_poll_started()
+        await fake.user_writes(USER, "/start")
+        await adapter.wait_processed(1)
+    finally:
+        await adapter.stop()
+    async with db.unit() as uow:
+        saved = await uow.inbox.cursor(f"vk:{fake.group_id}")
+    assert saved is not None and int(saved) > 1
+
+    await fake.user_writes(USER, "/help")  # nobody polls now: VK keeps it
+    restarted = VkAdapter(vk_client, engine, db, wait=0.2)
+    await restarted.start()
+    try:
+        await restarted.wait_processed(1)
+    finally:
+        await restarted.stop()
+
+    texts = [message["text"] for message in fake.messages_to(USER)]
+    assert texts[0].startswith("Здравствуйте!")
+    assert texts[1].startswith("Что умеет бот")  # the help, answered after the restart
+    async with db.unit() as uow:
+        assert int(await uow.inbox.cursor(f"vk:{fake.group_id}")) > int(saved)
+
+
 async def test_a_redelivered_message_is_handled_once(vk_person, fake, bot, db):
     from bot.metrics import REGISTRY
 
