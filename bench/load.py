@@ -18,7 +18,10 @@ One emulator process (npm `telegram-test-api` with our fixes) serves everything.
    each user sends texts and gets each one echoed; then our bot, where the same number of texts
    are typed as searches on the organisation screen, each getting exactly one reply. The ratio is
    the median of the rounds' ratios: on a noisy machine a burst elsewhere spoils one round, not
-   the comparison.
+   the comparison. Each round also runs the echo bot answering every text with our organisation
+   screen as our bot sent it (same text, same inline keyboard): not the target, but it shows how
+   much of the gap is the reply itself (aiogram builds, sends and parses back the keyboard) and
+   how much is our handling.
 
 Before each measured phase the garbage collector freezes what exists (the harness, the bot just
 built), as `bot run` does after start-up, so neither bot's full collections walk the other's heap.
@@ -69,7 +72,7 @@ if __package__ in (None, ""):  # executed as `python bench/load.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiogram import Bot, Dispatcher, Router  # noqa: E402
-from aiogram.types import Message, Update  # noqa: E402
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
@@ -78,7 +81,7 @@ from bot.wiring import App, build_app, build_telegram  # noqa: E402
 from handlers.telegram.timing import UpdateTimer  # noqa: E402
 from storage.models import InboxUpdate, Member  # noqa: E402
 from tests.support.postgres_db import fresh_postgres  # noqa: E402
-from tests.support.telegram_emulator import EmulatorChat, TelegramEmulator  # noqa: E402
+from tests.support.telegram_emulator import BotMessage, EmulatorChat, TelegramEmulator  # noqa: E402
 
 TARGET_P99 = 0.100  # seconds of the bot's own handling time
 TARGET_RATIO = 0.5  # our updates/s over the bare echo bot's
@@ -302,12 +305,22 @@ async def user_waits(emulator: TelegramEmulator, users: list[User]) -> tuple[lis
 # ---- the bots -------------------------------------------------------------------------------------
 
 
-def echo_dispatcher(samples: list[float], replies: Replies) -> Dispatcher:
+def echo_dispatcher(samples: list[float], replies: Replies, screen: BotMessage | None = None) -> Dispatcher:
+    """The echo bot; with `screen`, it answers every text with that message (its text and inline
+    keyboard, built anew each time as our bot builds its screens) instead of echoing."""
     router = Router()
+    rows = (screen.reply_markup or {}).get("inline_keyboard", []) if screen is not None else []
 
     @router.message()
     async def echo(message: Message, bot: Bot) -> None:
-        await bot.send_message(message.chat.id, message.text or "?")
+        if screen is None:
+            await bot.send_message(message.chat.id, message.text or "?")
+            return
+        markup = InlineKeyboardMarkup(inline_keyboard=[
+            [InlineKeyboardButton(text=button["text"], callback_data=button["callback_data"]) for button in row]
+            for row in rows
+        ]) if rows else None
+        await bot.send_message(message.chat.id, screen.content, reply_markup=markup, parse_mode=None)
 
     dispatcher = Dispatcher()
     dispatcher.update.outer_middleware(UpdateTimer(samples))
@@ -316,12 +329,13 @@ def echo_dispatcher(samples: list[float], replies: Replies) -> Dispatcher:
     return dispatcher
 
 
-async def run_echo(emulator: TelegramEmulator, users: int, per_user: int) -> Phase:
-    """The bare aiogram echo bot, stock long polling, the same traffic shape as our throughput run."""
+async def run_echo(emulator: TelegramEmulator, users: int, per_user: int, screen: BotMessage | None = None) -> Phase:
+    """The bare aiogram echo bot, stock long polling, the same traffic shape as our throughput run
+    (with `screen`: answering with that message instead, see `echo_dispatcher`)."""
     await emulator.clear()
     samples: list[float] = []
     replies = Replies()
-    dispatcher = echo_dispatcher(samples, replies)
+    dispatcher = echo_dispatcher(samples, replies, screen)
     bot = emulator.make_bot()
     try:
         async with emulator.polling(dispatcher, bot, polling_timeout=10):
@@ -334,7 +348,7 @@ async def run_echo(emulator: TelegramEmulator, users: int, per_user: int) -> Pha
             phase = await measure("echo", people, chatter, samples, emulator)
     finally:
         await bot.session.close()
-    phase.checks.append(await check_replies(emulator, people, per_user, "эхо"))
+    phase.checks.append(await check_replies(emulator, people, per_user, "эхо" if screen is None else screen.content))
     return phase
 
 
@@ -520,13 +534,23 @@ class Throughput:
     echo: Phase
     ours: Phase
     ratios: list[float]
+    same_reply: Phase  # the echo bot answering with our screen instead (a diagnostic, not the target)
+    same_reply_ratios: list[float]
 
     @property
     def ratio(self) -> float:
         """The median of the rounds' ratios: a burst of load from elsewhere spoils one round, not all."""
-        ordered = sorted(self.ratios)
-        middle = len(ordered) // 2
-        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+        return median(self.ratios)
+
+    @property
+    def same_reply_ratio(self) -> float:
+        return median(self.same_reply_ratios)
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 async def run_ours(emulator: TelegramEmulator, url: str, users: int, per_user: int, rounds: int,
@@ -566,11 +590,14 @@ async def run_ours(emulator: TelegramEmulator, url: str, users: int, per_user: i
                 for index in range(per_round):
                     await user.say(SEARCHES[index % len(SEARCHES)])
 
+            screen = (await searchers[0].chat.messages(last=1))[-1]  # the organisation screen, as sent
             echoes: list[Phase] = []
+            same: list[Phase] = []
             ourses: list[Phase] = []
             for round_ in range(rounds):
                 await ours.pause()
                 echoes.append(await run_echo(emulator, users, per_round))
+                same.append(await run_echo(emulator, users, per_round, screen))
                 await emulator.clear()  # each round starts on an empty emulator, as the echo's did
                 ours.resume()
                 with profiled(profile_phase == "throughput" and round_ == 0 and profile) as profile_note:
@@ -581,6 +608,8 @@ async def run_ours(emulator: TelegramEmulator, url: str, users: int, per_user: i
             throughput = Throughput(
                 Phase.merged("echo", echoes), Phase.merged("throughput", ourses),
                 [mine.rate / echo.rate if echo.rate else 0.0 for mine, echo in zip(ourses, echoes)],
+                Phase.merged("echo with our screen", same),
+                [mine.rate / echo.rate if echo.rate else 0.0 for mine, echo in zip(ourses, same)],
             )
             async with ours.app.db.unit() as uow:
                 members = (await uow.session.execute(select(func.count(Member.id)))).scalar_one()
@@ -668,22 +697,30 @@ async def run(args: argparse.Namespace) -> int:
             print(f"== {label} ({time.perf_counter() - started:.0f} s) ==")
             print(f"baseline: bare aiogram echo bot, stock start_polling ({args.rounds} rounds, totals)")
             report_phase(echo)
+            print("the echo bot answering every text with our organisation screen (same text and keyboard; totals)")
+            report_phase(compared.same_reply)
             print(f"our bot, scenario: {story.name}, {args.users} users at once")
             report_phase(story)
             print(f"our bot, throughput: {throughput.updates // args.users} search texts per user on the "
                   f"organisation screen ({args.rounds} rounds, each right after an echo round; totals)")
             report_phase(throughput)
             rounds = ", ".join(f"{value:.2f}" for value in compared.ratios)
+            same_rounds = ", ".join(f"{value:.2f}" for value in compared.same_reply_ratios)
             cpu_ours = throughput.cpu.process / max(throughput.updates, 1)
             cpu_echo = echo.cpu.process / max(echo.updates, 1)
             p99 = percentile(throughput.handling, 0.99) if throughput.handling else float("inf")
             p99_story = percentile(story.handling, 0.99) if story.handling else float("inf")
             ok_ratio, ok_p99 = ratio >= TARGET_RATIO, p99 < TARGET_P99
             ok_p99_story = p99_story < TARGET_P99
-            correct = all("WRONG" not in line for line in throughput.checks + echo.checks + story.checks)
+            correct = all("WRONG" not in line for line in
+                          throughput.checks + echo.checks + compared.same_reply.checks + story.checks)
             print("result:")
             print(f"  updates/s: ours {throughput.rate:.0f} / echo {echo.rate:.0f} over all rounds; ratio by round "
                   f"{rounds}: median {ratio:.2f} (target ≥ {TARGET_RATIO}) {verdict(ok_ratio)}")
+            print(f"  for comparison, not a target: ours / the echo bot answering with our organisation screen "
+                  f"(same text and keyboard, {compared.same_reply.rate:.0f} updates/s): by round {same_rounds}: "
+                  f"median {compared.same_reply_ratio:.2f}; what a reply costs in aiogram (building, sending "
+                  f"and parsing back its keyboard) is in both")
             print(f"  bot handling p99, throughput: {p99 * 1000:.1f} ms (target < {TARGET_P99 * 1000:.0f} ms) "
                   f"{verdict(ok_p99)}")
             print(f"  bot handling p99, scenario: {p99_story * 1000:.1f} ms (target < {TARGET_P99 * 1000:.0f} ms) "
