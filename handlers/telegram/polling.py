@@ -28,10 +28,11 @@ ALLOWED = ["message", "callback_query"]
 # Updates handled at once. Handling is mostly database work, which SQLite does one transaction
 # at a time, so more in flight only lengthens each one's wait; a few overlap the network calls of
 # the others, and bigger getUpdates batches share one journal commit. Measured with bench.load
-# (50 users, SQLite, statements in the loop's thread, driver SQL on the hot path; 4 rounds):
-# 6 → 377 updates/s, handling p99 13.5 ms (registration + questionnaire 52 ms); 12 → 420/s,
-# 22.6 ms (63 ms); 20 → 507/s, 29.6 ms (95 ms, too near the 100 ms target).
-CONCURRENCY = 12
+# (50 users; statements in the loop's thread, driver SQL on the hot path): SQLite 6 → 377
+# updates/s, handling p99 13.5 ms (registration + questionnaire 52 ms); 8 → 430–460/s, 13 ms
+# (42–48 ms); 12 → 420/s, 23 ms (63 ms); 20 → 507/s, 30 ms (95 ms). PostgreSQL's scenario p99
+# decides: 6 → 70 ms, 8 → 50–66 ms, 12 → 115 ms (over the 100 ms target).
+CONCURRENCY = 8
 
 
 class Intake:
