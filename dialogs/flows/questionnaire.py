@@ -1,4 +1,4 @@
-"""Taking a questionnaire («Вопрос 7 из 28»), and the coordinator's campaigns.
+"""Taking a questionnaire («Вопрос 7 из 28»), the coordinator's campaigns, and a teacher's answers by year.
 
 The questionnaire is data, so the flow has one generic screen per kind of question (single,
 multi, text, year, matrix, «Другое» text) whose text and choices read the current question
@@ -20,6 +20,7 @@ from dialogs.model import Button, Choice, Flow, InputError, OutFile, Screen
 from dialogs.questionnaires.schema import Question, Questionnaire
 from storage.models import Member, Role
 from storage.models_surveys import SurveyResponse
+from storage.repositories.reference import fold
 from storage.services import export as export_service
 from storage.services import surveys as S
 from storage.services.errors import Conflict, Forbidden, NotFound
@@ -777,6 +778,60 @@ def export_files(fmt: str):
     return files
 
 
+# ---- coordinator: a teacher's answers year by year ---------------------------------------------------
+
+YEARS_PICK = ("Чьи ответы сравнить по годам? Выберите педагога или напишите часть фамилии. "
+              "Сначала — те, кто заполнял анкету больше одного раза.")
+YEARS_NOBODY = "Анкету молодого педагога ещё никто не отправил: сравнивать пока нечего."
+YEARS_GONE = "Эти ответы недоступны."
+YEARS_FILE = "Все ответы рядом, столбец на кампанию"
+
+
+async def respondent_choices(ctx: Ctx, query: str | None) -> list[Choice]:
+    people = await S.respondents(ctx.uow, await coordinator(ctx))
+    if query:
+        needle = fold(query.strip())
+        people = [person for person in people if needle in fold(person.full_name)]
+    return [Choice(str(person.member_id), shorten(f"{person.full_name} ({person.responses})", 52)) for person in people]
+
+
+async def years_pick_text(ctx: Ctx) -> str:
+    return YEARS_PICK if await S.respondents(ctx.uow, await coordinator(ctx)) else YEARS_NOBODY
+
+
+async def years_text(ctx: Ctx) -> str:
+    """The answers that changed from one campaign to the next; the full table goes as a file."""
+    try:
+        compared = await S.answers_side_by_side(ctx.uow, await coordinator(ctx), int(ctx.data.get("mid", 0)))
+    except (NotFound, Forbidden):
+        return YEARS_GONE
+    member = await ctx.uow.members.get(compared.member_id)
+    name = member.full_name if member is not None else "Педагог"
+    if len(compared.columns) < 2:
+        when = compared.columns[0] if compared.columns else "—"
+        return f"{name}: пока одна анкета ({when}), сравнивать не с чем. Ответы — в файле."
+    changed = [(title, values) for _code, title, values in compared.rows if len(set(values)) > 1]
+    lines = [f"{name}: анкета молодого педагога, {' → '.join(compared.columns)}."]
+    if not changed:
+        lines.append("Ответы не изменились.")
+    else:
+        lines.append(f"Изменились ответы на {len(changed)} из {len(compared.rows)} вопросов:")
+        for title, values in changed:
+            lines.append("")
+            lines.append(title)
+            lines += [f"• {column}: {value or '—'}" for column, value in zip(compared.columns, values)]
+    lines += ["", "Все ответы рядом — в файле."]
+    return "\n".join(lines)
+
+
+async def years_files(ctx: Ctx) -> list[OutFile]:
+    try:
+        exported = await export_service.export_side_by_side(ctx.uow, await coordinator(ctx), int(ctx.data.get("mid", 0)))
+    except (NotFound, Forbidden):
+        return []
+    return [OutFile(exported.name, exported.content, caption=YEARS_FILE)]
+
+
 CAMPAIGNS = Flow(
     name="campaigns",
     start="list",
@@ -787,8 +842,15 @@ CAMPAIGNS = Flow(
         Screen("list", text=campaigns_text, choices=campaign_choices, save_as="cid", go="card", back=False,
                cancel=False, buttons=[
                    Button("Открыть новую кампанию", "new", go="new"),
+                   Button("Ответы педагога по годам", "years", go="years"),
                    Button("В меню", "menu", go="flow:menu"),
                ]),
+        Screen("years", text=years_pick_text, choices=respondent_choices, searchable=True, save_as="mid",
+               go="compare"),
+        Screen("compare", text=years_text, files=years_files, back=False, cancel=False, buttons=[
+            Button("Другой педагог", "other", go="years"),
+            Button("К списку кампаний", "list", go="list"),
+        ]),
         Screen("new", text="Какую анкету проводим?", buttons=[
             *[Button(label, code, save={"qcode": code}, go="window") for code, label in QUESTIONNAIRE_CHOICES.items()],
         ]),

@@ -210,3 +210,15 @@ async def export_campaign(uow: UnitOfWork, actor: Member | None, campaign_id: in
     version = await survey_service.version_by_id(uow, campaign.version_id)
     table = await campaign_table(uow, campaign)
     return render_file(table, campaign, version.code, fmt)
+
+
+async def export_side_by_side(uow: UnitOfWork, actor: Member, member_id: int) -> ExportFile:
+    """A teacher's questionnaire answers, a column per campaign (`answers_side_by_side`), as XLSX.
+    The file name carries the member's number only, no name."""
+    compared = await survey_service.answers_side_by_side(uow, actor, member_id)
+    table = Table("Ответы по годам", ["№", "Вопрос", *compared.columns])
+    for _code, title, values in compared.rows:
+        number, _, text = title.partition(". ")
+        table.rows.append([number, text, *values])
+    return ExportFile(f"answers_by_year_{member_id}.xlsx", to_xlsx(table),
+                      "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")

@@ -1116,6 +1116,39 @@ class SideBySide:
     rows: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Respondent:
+    """A member who submitted a named questionnaire, and how many times (one per campaign)."""
+
+    member_id: int
+    full_name: str
+    responses: int
+
+
+async def respondents(
+    uow: UnitOfWork, actor: Member, *, questionnaire_code: str = YOUNG_TEACHER
+) -> list[Respondent]:
+    """The actor's municipality's members with submitted responses to the questionnaire, by name
+    (those who answered more than once first: they are the ones to compare)."""
+    require_coordinator(actor, actor.municipality_id)
+    if actor.municipality_id is None:
+        return []
+    count = func.count(SurveyResponse.id)
+    rows = await uow.session.execute(
+        select(Member.id, Member.full_name, count)
+        .join(SurveyResponse, SurveyResponse.member_id == Member.id)
+        .join(QuestionnaireVersion, QuestionnaireVersion.id == SurveyResponse.version_id)
+        .where(
+            Member.municipality_id == actor.municipality_id,
+            SurveyResponse.status == SUBMITTED,
+            QuestionnaireVersion.code == questionnaire_code,
+        )
+        .group_by(Member.id, Member.full_name)
+        .order_by((count > 1).desc(), Member.full_name)
+    )
+    return [Respondent(member_id, full_name, responses) for member_id, full_name, responses in rows]
+
+
 async def answers_side_by_side(
     uow: UnitOfWork, actor: Member, member_id: int, *, questionnaire_code: str = YOUNG_TEACHER
 ) -> SideBySide:
@@ -1139,9 +1172,14 @@ async def answers_side_by_side(
         )
     )
     columns, per_response, order = [], [], {}
+    years = [campaign.opens_on.year for _response, _version, campaign in rows if campaign is not None]
+    by_month = len(set(years)) < len(years)  # two campaigns in one year: tell them apart by month
     for response, version, campaign in rows:
         questionnaire = rendered_for(version, municipality)
-        columns.append(str(campaign.opens_on.year) if campaign is not None else response.submitted_at.date().isoformat())
+        if campaign is None:
+            columns.append(response.submitted_at.date().strftime("%d.%m.%Y"))
+        else:
+            columns.append(campaign.opens_on.strftime("%m.%Y") if by_month else str(campaign.opens_on.year))
         answers = await answers_of(uow, response.id)
         per_response.append({q.code: describe_answer(q, answers.get(q.code)) for q in questionnaire.questions})
         for question in questionnaire.questions:

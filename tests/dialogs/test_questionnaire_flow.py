@@ -359,6 +359,34 @@ async def test_a_coordinator_gets_the_answers_as_an_xlsx_file(chat, db, clock):
     assert row[header.index("12. Другое (свой вариант)")] == "Много отчётов"
 
 
+async def test_a_coordinator_compares_a_teachers_answers_year_by_year(chat, db, clock):
+    from tests.storage.test_surveys import add_member, coordinator as make_coordinator, two_years_of
+
+    async with db.unit() as uow:
+        teacher = await add_member(uow, name="Яковлева Анна Сергеевна")
+        await two_years_of(uow, await make_coordinator(uow), teacher)
+        await uow.commit()
+    person = chat(713)
+    await register_coordinator(person, db, clock)
+    await person.press("📊 Кампании анкетирования")
+    await person.press("Ответы педагога по годам")
+    assert person.buttons()[0] == "Яковлева Анна Сергеевна (2)"
+
+    await person.send("яковл")  # a search by part of the name
+    reply = await person.press("Яковлева Анна Сергеевна (2)")
+
+    text = reply.messages[-1].text
+    assert text.startswith("Яковлева Анна Сергеевна: анкета молодого педагога, 05.2026 → 11.2026.")
+    assert "Изменились ответы на 1 из 28 вопросов:\n\n3. Ваш педагогический стаж\n" in text
+    assert "• 05.2026: от 1 года до 2 лет\n• 11.2026: от 2 лет до 3 лет" in text
+    [file] = reply.messages[-1].files
+    sheet = load_workbook(BytesIO(file.content)).active
+    assert [c.value for c in sheet[1]] == ["№", "Вопрос", "05.2026", "11.2026"]
+    assert "Яковлева" not in file.name
+    rows = {row[0].value: [c.value for c in row] for row in sheet.iter_rows(min_row=2)}
+    assert rows["3"][2:] == ["от 1 года до 2 лет", "от 2 лет до 3 лет"]
+
+
 # ---- deficits -------------------------------------------------------------------------------------------
 
 

@@ -519,9 +519,43 @@ async def test_a_teachers_answers_from_two_campaigns_come_side_by_side(db, clock
         table = await S.answers_side_by_side(uow, actor, member.id)
 
     rows = {code: values for code, _title, values in table.rows}
-    assert table.columns == ["2026", "2026"]
+    assert table.columns == ["05.2026", "11.2026"]  # one year twice: told apart by month
     assert rows["q3"] == ["от 1 года до 2 лет", "от 2 лет до 3 лет"]
     assert rows["q12"][0] == "Проблемы дисциплины на уроке; Проблемы нехватки времени; Другое: Много отчётов"
+
+
+async def two_years_of(uow, actor, *members):
+    """Submit the young-teacher questionnaire for `members[0]` in a May campaign and for every
+    member in the current one (the first with a changed q3)."""
+    may = await S.open_campaign(uow, actor, questionnaire_code=S.YOUNG_TEACHER, now=NOW,
+                                opens_on=date(2026, 5, 1), closes_on=date(2026, 6, 30))
+    later = datetime(2026, 5, 20, 9, 0, tzinfo=timezone.utc)
+    response = await S.start_or_resume(uow, members[0], now=later, campaign_id=may.id)
+    await S.submit(uow, members[0], response, await fill(uow, members[0], response), now=later)
+    current = await young_campaign(uow, actor)
+    for index, member in enumerate(members):
+        response = await S.start_or_resume(uow, member, now=NOW, campaign_id=current.id)
+        answers = {**YOUNG, "q3": ("from_2_to_3", None)} if index == 0 else YOUNG
+        await S.submit(uow, member, response, await fill(uow, member, response, answers), now=NOW)
+
+
+async def test_respondents_are_the_coordinators_own_those_who_answered_twice_first(db):
+    async with db.unit() as uow:
+        actor = await coordinator(uow)
+        foreign = await coordinator(uow, municipality="kopeysk")
+        twice = await add_member(uow, name="Яковлева Анна Сергеевна")
+        once = await add_member(uow, name="Абрамова Вера Ильинична")
+        await add_member(uow, name="Борисова Ирина Олеговна")  # never answered
+        await two_years_of(uow, actor, twice, once)
+
+        people = await S.respondents(uow, actor)
+        nobody = await S.respondents(uow, foreign)
+        with pytest.raises(Forbidden):
+            await S.answers_side_by_side(uow, foreign, twice.id)
+
+    assert [(p.full_name, p.responses) for p in people] == [
+        ("Яковлева Анна Сергеевна", 2), ("Абрамова Вера Ильинична", 1)]
+    assert nobody == []
 
 
 async def test_a_self_report_stores_its_items_and_school(db):
