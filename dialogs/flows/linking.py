@@ -3,7 +3,8 @@
 A registered member gets a code in the menu («🔗 Связать Telegram и VK») and types it in the
 other channel (`/link`, or the button `LINK_CODE_BUTTON` on the registration's first screen).
 That account then shares the profile, answers, pairs and registrations, and the person
-chooses which channel gets reminders.
+chooses which channel gets reminders. «Отвязать другой канал» undoes a link from the channel
+that keeps the profile.
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ LINKED_NOW = "Готово: этот аккаунт связан с профил
 ASK_PREFERRED = "Куда присылать напоминания и рассылки?"
 PREFERRED_SAVED = "Напоминания и рассылки будут приходить в: {channel}."
 KEEP_AS_IS = "Оставить как есть"
+UNLINK_BUTTON = "Отвязать другой канал"
+ASK_UNLINK = "Какой канал отвязать от профиля?"
+CONFIRM_UNLINK = (
+    "Отвязать {channel} от профиля «{name}»? Там бот начнёт заново, как с новым человеком; профиль, "
+    "анкеты, наставничество и записи на мероприятия останутся здесь. Связать снова можно новым кодом."
+)
+UNLINKED = "Готово: {channel} отвязан от профиля. Напоминания и рассылки приходят в: {preferred}."
 
 # For the registration's «Кто вы?» screen: a person already registered in the other channel.
 LINK_CODE_BUTTON = Button("У меня есть код связки", "link", go="flow:link_redeem")
@@ -126,6 +134,30 @@ def save_preference(then: str):
     return target
 
 
+# ---- unlinking a channel ----------------------------------------------------------------------------
+
+
+async def unlink_choices(ctx: Ctx, _query: str | None) -> list[Choice]:
+    member = await _member(ctx)
+    transports = await linking_service.linked_transports(ctx.uow, member.id)
+    return [Choice(t, channel(t)) for t in transports if t != ctx.who.transport]
+
+
+async def confirm_unlink_text(ctx: Ctx) -> str:
+    member = await _member(ctx)
+    return CONFIRM_UNLINK.format(channel=channel(ctx.data.get("unlink")), name=member.full_name)
+
+
+async def unlink(ctx: Ctx) -> str:
+    transport = str(ctx.data.get("unlink"))
+    try:
+        member = await linking_service.unlink_channel(ctx.uow, ctx.who, transport, now=ctx.now)
+    except (NotFound, Conflict):
+        return "home"  # already unlinked (a second tap, another channel was quicker)
+    ctx.say(UNLINKED.format(channel=channel(transport), preferred=channel(member.preferred_transport or ctx.who.transport)))
+    return "home"
+
+
 LINKING = Flow(
     name="linking",
     start="home",
@@ -141,6 +173,8 @@ LINKING = Flow(
                 Button("Получить код", "code", go="code"),
                 Button("Куда присылать напоминания", "prefer", go="prefer",
                        show_if=lambda ctx: len(ctx.data.get("channels", [])) > 1),
+                Button(UNLINK_BUTTON, "unlink", go="unlink",
+                       show_if=lambda ctx: len(ctx.data.get("channels", [])) > 1),
                 Button("В меню", "menu", go="flow:menu"),
             ],
             back=False,
@@ -155,6 +189,11 @@ LINKING = Flow(
         ),
         Screen("prefer", text=ASK_PREFERRED, choices=channel_choices, save_as="transport",
                go=save_preference("home")),
+        Screen("unlink", text=ASK_UNLINK, choices=unlink_choices, save_as="unlink", go="confirm_unlink"),
+        Screen("confirm_unlink", text=confirm_unlink_text, buttons=[
+            Button("Да, отвязать", "yes", action=unlink),
+            Button("Нет", "no", go="home"),
+        ]),
     ],
 )
 

@@ -175,6 +175,33 @@ async def linked_transports(uow: UnitOfWork, member_id: int) -> list[str]:
     return seen
 
 
+async def unlink_channel(uow: UnitOfWork, who, transport: str, *, now: datetime) -> Member:
+    """Detach the profile's accounts in `transport`, asked from another channel (one cannot cut
+    off the channel one is using). The detached account keeps its consent but no longer shares the
+    profile: its dialog starts afresh, and reminders go to the channel asked from if they went there."""
+    account = await uow.accounts.get(who)
+    if account is None or account.member_id is None:
+        raise NotFound("not registered")
+    if transport == who.transport:
+        raise SameChannel("the channel in use cannot be unlinked from itself")
+    member = await uow.members.get(account.member_id)
+    detached = [other for other in await uow.accounts.of_member(member.id) if other.transport == transport]
+    if not detached:
+        raise NotFound("no account of the profile in this channel")
+    for other in detached:
+        other.member_id = None
+        await uow.conversations.forget(other.transport, other.external_id)
+    if member.preferred_transport == transport:
+        member.preferred_transport = who.transport
+    member.updated_at = now
+    uow.session.add(
+        AuditRecord(at=now, action="account.unlinked", actor=f"account:{account.id}", subject=f"member:{member.id}",
+                    details={"transport": transport, "accounts": [other.id for other in detached]})
+    )
+    await uow.flush()
+    return member
+
+
 async def set_preferred_transport(uow: UnitOfWork, member: Member, transport: str, *, now: datetime) -> Member:
     """Send reminders and mailings to `transport` (one of the member's channels)."""
     if transport not in await linked_transports(uow, member.id):

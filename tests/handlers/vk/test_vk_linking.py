@@ -130,6 +130,39 @@ async def test_a_linked_member_switches_the_reminder_channel_from_the_menu(chat,
         assert (await uow.session.execute(select(Member.preferred_transport))).scalar_one() == "vk"
 
 
+async def test_a_member_unlinks_the_other_channel_which_then_starts_afresh(chat, vk_person, db, clock):
+    telegram = chat(TG_USER, transport="telegram")
+    await register_teacher(telegram, name="Сидорова Ольга Ивановна")
+    code = await code_from(telegram)
+    vk = vk_person(VK_USER)
+    await consent_in_vk(vk)
+    await vk.write(f"/link {code}")
+    await vk.tap("ВКонтакте")
+
+    await telegram.send("/menu")
+    await telegram.press("🔗 Связать Telegram и VK")
+    await telegram.press(texts.UNLINK_BUTTON)
+    assert "Telegram" not in telegram.buttons() and "ВКонтакте" in telegram.buttons()
+    await telegram.press("ВКонтакте")
+    assert telegram.last_text().startswith("Отвязать ВКонтакте от профиля «Сидорова Ольга Ивановна»?")
+    await telegram.press("Да, отвязать")
+
+    assert telegram.texts()[0] == "Готово: ВКонтакте отвязан от профиля. Напоминания и рассылки приходят в: Telegram."
+    assert telegram.last_text().startswith("Ботом можно пользоваться и в Telegram, и во ВКонтакте")
+    await vk.write("/profile")
+    assert vk.text().startswith("Кто вы в программе?")  # a stranger now: registration, consent kept
+    async with db.unit() as uow:
+        member = (await uow.session.execute(select(Member))).scalar_one()
+        accounts = (await uow.session.execute(select(Account).order_by(Account.id))).scalars().all()
+        audit = (await uow.session.execute(
+            select(AuditRecord).where(AuditRecord.action == "account.unlinked"))).scalar_one()
+        with pytest.raises(linking_service.SameChannel):  # the channel in use cannot cut itself off
+            await linking_service.unlink_channel(uow, telegram.who, "telegram", now=clock.now)
+    assert [(a.transport, a.member_id) for a in accounts] == [("telegram", member.id), ("vk", None)]
+    assert member.preferred_transport == "telegram"
+    assert audit.details["transport"] == "vk" and "Сидорова" not in str(audit.details)
+
+
 async def test_a_code_works_once(chat, vk_person):
     telegram = chat(TG_USER, transport="telegram")
     await register_teacher(telegram)
