@@ -57,7 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from scheduler.broadcaster import Broadcaster, Outcome, Outgoing
 from storage.models import Account, Member, Municipality
 from storage.models_outbox import OutboxMessage
-from storage.services.outbox import FAILED, PENDING, SENT, UNREACHABLE, outside_quiet_hours
+from storage.services.outbox import FAILED, PENDING, SENT, UNREACHABLE, WALL_KIND, outside_quiet_hours
 from storage.unit_of_work import Database
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,6 @@ MAX_ATTEMPTS = 5
 RETRY_BASE = timedelta(minutes=1)
 TEXT_LIMIT = 4096
 TRANSPORT_ORDER = ("telegram", "vk")
-WALL_KIND = "wall"
 WALL_TRANSPORT = "vk_wall"
 WALL_CHAT = "wall"
 

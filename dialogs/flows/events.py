@@ -72,7 +72,7 @@ WALL_BUTTON = "📣 Опубликовать на стене ВК"
 WALL_QUEUED = "Анонс отправлен на стену сообщества ВКонтакте: он появится там в течение минуты."
 WALL_ALREADY = "Анонс этого мероприятия уже отправлен на стену сообщества: второй раз его не публикую."
 WALL_SIGN_UP = "Записаться и получить напоминания: напишите сообществу «Начать» — https://vk.me/club{group}"
-WALL_KIND = "wall"  # scheduler/dispatch.py posts outbox rows of this kind on the community wall
+WALL_KIND = outbox.WALL_KIND  # scheduler/dispatch.py posts outbox rows of this kind on the community wall
 
 FEEDBACK_DONE = "Спасибо за ответы!"
 NOTHING_TO_ASK = "Сейчас нет мероприятий, по которым я жду ответа. Спасибо!"

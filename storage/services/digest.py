@@ -18,7 +18,8 @@
 7. retention signals (Q10, Q11) since the start of the school year, suppressed;
 8. the indicator tracker (`_indicators`): every indicator domain-brief §5.6 marks as computable,
    with the source's words, the bot's formula, the source's threshold and a status; those that
-   need a feature still to come (consultations, publications, the VK community) are listed as such.
+   need a feature still to come (consultations, publications) are listed as such; the VK community's
+   "updated at least once in 10 days" counts the wall posts published through the bot.
 
 Plus "what to do next" for a quiet week or a new municipality. Figures about what people said
 about themselves (deficits, retention, event feedback) follow the small-cell rule of
@@ -49,13 +50,14 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, or_, select
+from sqlalchemy import case, func, or_, select
 
 from dialogs.flows import texts as T  # a leaf module of labels only
 from storage.models import Invite, Member, Municipality, Role
 from storage.models_digest import DigestDelivery, DigestTarget
 from storage.models_events import Event, EventFeedback, EventStatus, EventType, Registration, RegistrationState
 from storage.models_mentoring import MentorMeeting, MentorPair, MentorProfile
+from storage.models_outbox import OutboxMessage
 from storage.models_surveys import SUBMITTED, QuestionnaireVersion, SurveyCampaign, SurveyMark, SurveyResponse
 from storage.services import aggregation
 from storage.services import mentoring as mentoring_service
@@ -78,6 +80,7 @@ TEXT_LIMIT = 4096  # https://core.telegram.org/bots/api#sendmessage
 DEFAULT_WEEKDAY, DEFAULT_HOUR = 0, 9  # Monday 09:00 local time
 CONTEST_TYPES = ("debut", "duet")
 FIELD_TYPE = "field_seminar"
+COMMUNITY_DAYS = 10  # ВСЕВ L370: the community page is updated at least once in 10 days
 JOB_LOCK = "digest:weekly"
 WEEK_PATTERN = re.compile(r"^\s*(\d{4})-?W(\d{1,2})\s*$", re.IGNORECASE)
 
@@ -992,6 +995,8 @@ class _Facts:
     feedback_people: Figure
     feedback_positive: Figure
     targets: dict[str, int]
+    as_of: date | None = None  # the digest's last day
+    last_wall_post: date | None = None  # the last event announcement the bot posted on the VK wall
 
 
 def _indicators(f: _Facts) -> list[Indicator]:
@@ -1133,9 +1138,16 @@ def _indicators(f: _Facts) -> list[Indicator]:
     add("consult", "КИР, L157; ВСЕВ L146–148", "консультации",
         "Оказана адресная консультативно-методическая помощь Учреждениям и отдельным педагогам … – 100 проц. от "
         "запроса.", "появится вместе с консультациями в боте", "100 % запросов", "—", LATER)
+    if f.last_wall_post is None:
+        wall, wall_status = "публикаций через бот не было", BELOW
+    else:
+        days = (f.as_of - f.last_wall_post).days
+        wall = f"последняя {f.last_wall_post:%d.%m.%Y} ({days} дн. назад)"
+        wall_status = OK if days <= COMMUNITY_DAYS else BELOW
     add("community", "ЛО, 6 и 9; ВСЕВ L370; НОВ М-2", "сообщество ВКонтакте",
-        "… обновляется не реже 1 раза в 10 дней.", "появится вместе с сообществом ВКонтакте",
-        "не реже 1 раза в 10 дней", "—", LATER)
+        "… обновляется не реже 1 раза в 10 дней.",
+        "дней с последней публикации на стене сообщества через бот (анонсы мероприятий; записи, сделанные "
+        "прямо во ВКонтакте, бот не видит)", f"не реже 1 раза в {COMMUNITY_DAYS} дней", wall, wall_status)
     return out
 
 
@@ -1245,6 +1257,7 @@ async def build_digest(uow: UnitOfWork, municipality_id: int, year: int, week: i
         meetings_year=len(year_meetings),
         meetings_with_deficits=sum(1 for m in year_meetings if m.deficits),
         feedback_people=year_feedback[0], feedback_positive=year_feedback[1], targets=targets,
+        as_of=period.last_day, last_wall_post=await _last_wall_post(uow, municipality_id, period.as_of, zone),
     )
     indicators = _indicators(facts)
     next_steps = _next_steps(headline, deficits, coverage, mentoring, events, targets)
@@ -1256,6 +1269,21 @@ async def build_digest(uow: UnitOfWork, municipality_id: int, year: int, week: i
         mentoring=mentoring, events=events, surveys=surveys, retention=retention, indicators=indicators,
         next_steps=next_steps, denominators=targets, quiet=quiet, new=headline.young_total == 0,
     )
+
+
+async def _last_wall_post(uow: UnitOfWork, municipality_id: int, until: datetime, zone: ZoneInfo) -> date | None:
+    """The day (local) of the last wall post the municipality's coordinators published through the bot."""
+    last = (await uow.session.execute(
+        select(func.max(OutboxMessage.sent_at))
+        .join(Member, Member.id == OutboxMessage.member_id)
+        .where(OutboxMessage.kind == outbox.WALL_KIND, OutboxMessage.state == outbox.SENT,
+               Member.municipality_id == municipality_id, OutboxMessage.sent_at <= until)
+    )).scalar()
+    if last is None:
+        return None
+    if last.tzinfo is None:  # SQLite through func.max: the column type's processing does not apply
+        last = last.replace(tzinfo=timezone.utc)
+    return last.astimezone(zone).date()
 
 
 async def _year_feedback(uow: UnitOfWork, municipality_id: int, since: datetime, until: datetime

@@ -11,6 +11,7 @@ from storage.models_outbox import OutboxMessage
 from storage.unit_of_work import UnitOfWork
 
 PENDING, SENT, FAILED, UNREACHABLE, CANCELLED = "pending", "sent", "failed", "unreachable", "cancelled"
+WALL_KIND = "wall"  # a post on the VK community wall (an event announcement), not a message to a person
 
 
 def parse_quiet_hours(spec: str) -> tuple[time, time]:

@@ -323,7 +323,39 @@ async def test_the_indicator_tracker_quotes_the_sources_and_computes_each_status
     assert by_code["kir_l260"].value == "13"
     assert by_code["kir_l165"].value == "16% (16 из 100)"
     assert by_code["kir_7"].status == D.LATER and by_code["consult"].status == D.LATER
+    assert by_code["community"].status == D.BELOW  # no wall post through the bot in this data
     assert all(i.threshold and i.formula for i in digest.indicators)
+
+
+async def test_the_community_indicator_counts_the_days_since_the_last_wall_post_made_through_the_bot(db):
+    def wall(key, author, sent_at, state="sent"):
+        return OutboxMessage(key=f"event:{key}:wall", kind="wall", member_id=author.id, text="Анонс",
+                             due_at=sent_at or NOW, state=state, sent_at=sent_at)
+
+    async def community():
+        digest = await D.digest_for(uow, boss, year=2026, week=48, now=NOW)
+        indicator = {i.code: i for i in digest.indicators}["community"]
+        return indicator.value, indicator.status
+
+    async with db.unit() as uow:
+        boss = await coordinator(uow)
+        other = await coordinator(uow, municipality="kopeysk", name="Орлова Нина Петровна")
+        nothing = await community()
+        uow.session.add(wall("old", boss, datetime(2026, 11, 10, 9, 0, tzinfo=UTC)))
+        await uow.flush()
+        stale = await community()
+        uow.session.add_all([
+            wall("recent", boss, datetime(2026, 11, 25, 9, 0, tzinfo=UTC)),
+            wall("elsewhere", other, datetime(2026, 11, 28, 9, 0, tzinfo=UTC)),  # another municipality's
+            wall("queued", boss, None, state="pending"),  # not published yet
+            wall("next_week", boss, NOW),  # after the digest's week
+        ])
+        await uow.flush()
+        fresh = await community()
+
+    assert nothing == ("публикаций через бот не было", D.BELOW)
+    assert stale == ("последняя 10.11.2026 (19 дн. назад)", D.BELOW)
+    assert fresh == ("последняя 25.11.2026 (4 дн. назад)", D.OK)
 
 
 async def test_a_missing_denominator_asks_for_input_instead_of_a_share(db):
