@@ -86,6 +86,10 @@ DEFICIT_OPTIONS = {"same": "Да, так же сильно", "weaker": "Стал
 FEEDBACK_FORM = load_questionnaire(BUILTIN_DIR / "event_feedback.yaml")
 SCALE_QUESTIONS = [q for q in FEEDBACK_FORM.questions if q.code in ev.FEEDBACK_QUESTIONS]
 COMMENT_QUESTION = next(q for q in FEEDBACK_FORM.questions if q.type == "text")
+# After a further-training programme (ДПП): Приложение 1 verbatim, on its own screens.
+COURSE_FORM = load_questionnaire(BUILTIN_DIR / "course_feedback.yaml")
+COURSE_QUESTIONS = [q for q in COURSE_FORM.questions if q.code in ev.COURSE_QUESTIONS]
+COURSE_COMMENT = next(q for q in COURSE_FORM.questions if q.type == "text")
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -755,15 +759,34 @@ def attended(value: bool):
             ctx.say(GONE)
             return "ask"
         if value:
-            return f"q_{SCALE_QUESTIONS[0].code}"
+            course = ev.feedback_questions(await _event_or_none(ctx)) == ev.COURSE_QUESTIONS
+            return f"c_{COURSE_QUESTIONS[0].code}" if course else f"q_{SCALE_QUESTIONS[0].code}"
         ctx.say(NOT_ATTENDED)
         return "ask"
 
     return action
 
 
-def _next_of(index: int) -> str:
-    return f"q_{SCALE_QUESTIONS[index + 1].code}" if index + 1 < len(SCALE_QUESTIONS) else "q_comment"
+def _next_of(index: int, questions=SCALE_QUESTIONS, prefix: str = "q") -> str:
+    return f"{prefix}_{questions[index + 1].code}" if index + 1 < len(questions) else f"{prefix}_comment"
+
+
+def scale_screens(questions, prefix: str) -> list[Screen]:
+    """One screen per 3-point question, each option a button that saves it and moves on."""
+    return [
+        Screen(f"{prefix}_{question.code}", text=f"{question.number}. {question.text}", buttons=[
+            Button(option.text, option.code, save={f"a_{question.code}": option.code},
+                   go=_next_of(index, questions, prefix))
+            for option in question.options
+        ])
+        for index, question in enumerate(questions)
+    ]
+
+
+def comment_screen(question, prefix: str) -> Screen:
+    return Screen(f"{prefix}_comment", text=f"{question.number}. {question.text}", input=lambda text, _c: text,
+                  save_as="comment", go="deficit", max_length=1000,
+                  buttons=[Button("Пропустить", "skip", go="deficit")])
 
 
 async def deficit_enter(ctx: Ctx) -> str | None:
@@ -783,7 +806,8 @@ def deficit_text(ctx: Ctx) -> str:
 
 async def finish_feedback(ctx: Ctx) -> str:
     member = await _member(ctx)
-    answers = {q.code: ctx.data[f"a_{q.code}"] for q in SCALE_QUESTIONS if ctx.data.get(f"a_{q.code}")}
+    asked = ev.feedback_questions(await _event_or_none(ctx))
+    answers = {code: ctx.data[f"a_{code}"] for code in asked if ctx.data.get(f"a_{code}")}
     try:
         await ev.save_feedback(
             ctx.uow, member, int(ctx.data["event_id"]), answers=answers, now=ctx.now, comment=ctx.data.get("comment"),
@@ -792,7 +816,7 @@ async def finish_feedback(ctx: Ctx) -> str:
     except Conflict:
         ctx.say(GONE)
         return "ask"
-    ctx.say(FEEDBACK_DONE)
+    ctx.say((COURSE_FORM.closing or FEEDBACK_DONE) if asked == ev.COURSE_QUESTIONS else FEEDBACK_DONE)
     return "ask"
 
 
@@ -806,16 +830,10 @@ EVENT_FEEDBACK = Flow(
             Button("Да, был(а)", "yes", action=attended(True)),
             Button("Нет, не получилось", "no", action=attended(False)),
         ]),
-        *[
-            Screen(f"q_{question.code}", text=f"{question.number}. {question.text}", buttons=[
-                Button(option.text, option.code, save={f"a_{question.code}": option.code}, go=_next_of(index))
-                for option in question.options
-            ])
-            for index, question in enumerate(SCALE_QUESTIONS)
-        ],
-        Screen("q_comment", text=f"{COMMENT_QUESTION.number}. {COMMENT_QUESTION.text}", input=lambda text, _c: text,
-               save_as="comment", go="deficit", max_length=1000,
-               buttons=[Button("Пропустить", "skip", go="deficit")]),
+        *scale_screens(SCALE_QUESTIONS, "q"),
+        comment_screen(COMMENT_QUESTION, "q"),
+        *scale_screens(COURSE_QUESTIONS, "c"),
+        comment_screen(COURSE_COMMENT, "c"),
         Screen("deficit", text=deficit_text, on_enter=deficit_enter, buttons=[
             Button(label, code, save={"deficit": code}, go=finish_feedback) for code, label in DEFICIT_OPTIONS.items()
         ]),

@@ -58,6 +58,16 @@ DEFICIT_CODES = frozenset(g.value for g in DeficitGroup)
 # The 3-point scale of Приложение 1 (dialogs/questionnaires/data/event_feedback.yaml).
 FEEDBACK_QUESTIONS = ("content", "organisation", "usefulness", "recommend")
 FEEDBACK_SCALE = ("positive", "unsure", "negative")
+# After a further-training programme the questions are Приложение 1's own (course_feedback.yaml).
+COURSE_TYPE = "dpp_course"
+COURSE_QUESTIONS = ("competence", "content", "facilities", "service_quality", "courtesy", "recommend")
+
+
+def feedback_questions(event: Event | None) -> tuple[str, ...]:
+    """The scale questions asked after `event`: Приложение 1 after a course, the adapted form otherwise."""
+    if event is not None and event.event_type is not None and event.event_type.code == COURSE_TYPE:
+        return COURSE_QUESTIONS
+    return FEEDBACK_QUESTIONS
 # "Does that deficit still feel as strong?"
 DEFICIT_ANSWERS = ("same", "weaker", "gone")
 
@@ -837,8 +847,9 @@ async def save_feedback(
     registration = await registration_of(uow, event_id, member.id)
     if registration is None or registration.attended is not True:
         raise Conflict("feedback only from those who came")
+    asked = feedback_questions(await uow.session.get(Event, event_id))
     for question, option in answers.items():
-        if question not in FEEDBACK_QUESTIONS or option not in FEEDBACK_SCALE:
+        if question not in asked or option not in FEEDBACK_SCALE:
             raise ValueError(f"bad feedback answer {question}={option}")
     if deficit_still_strong is not None and deficit_still_strong not in DEFICIT_ANSWERS:
         raise ValueError(f"bad deficit answer {deficit_still_strong}")

@@ -29,10 +29,10 @@ def button_with(person: EngineChat, part: str) -> str:
 
 
 async def create_event(coordinator: EngineChat, *, title: str = "Школа молодого педагога: сессия 1",
-                       capacity: str | None = "1") -> None:
+                       capacity: str | None = "1", kind: str = "Школа молодого педагога") -> None:
     await coordinator.send("/events")
     await coordinator.press("➕ Новое мероприятие")
-    await coordinator.press("Школа молодого педагога")
+    await coordinator.press(kind)
     await coordinator.send(title)
     await coordinator.send("10.12.2026 15:00")
     await coordinator.send("17:00")
@@ -235,6 +235,46 @@ async def test_after_the_event_the_teacher_says_they_came_and_answers_the_feedba
     assert (feedback.comment, feedback.deficit_groups, feedback.deficit_still_strong) == (
         "Больше практики, пожалуйста", ["methodical"], "weaker")
     assert registration.attended is True
+
+
+async def test_after_a_further_training_course_the_listener_answers_appendix_1_verbatim(chat, db, clock):
+    coordinator, teacher = chat(830), chat(831)
+    await register_coordinator(coordinator, db, clock)
+    await create_event(coordinator, title="ДПП «Формирующее оценивание»", kind="Курсы повышения квалификации (ДПП)")
+    await register_teacher(teacher)
+    await open_first_event(teacher)
+    await teacher.press("✅ Иду")
+    clock.now = datetime(2026, 12, 10, 18, 0, tzinfo=MSK).astimezone(timezone.utc)
+    async with db.unit() as uow:
+        await ev.queue_followups(uow, now=clock.now)
+        await uow.commit()
+
+    await teacher.send("/events")
+    await teacher.press("📝 Отзыв о прошедшем")
+    await teacher.press("Да, был(а)")
+    asked = []
+    for answer in ["Да, вполне или скорее да", "Затрудняюсь ответить", "Скорее нет или однозначно нет",
+                   "Да, вполне или скорее да", "Положительно или скорее положительно", "Да или скорее да"]:
+        asked.append(teacher.last_text())
+        await teacher.press(answer)
+    asked.append(teacher.last_text())
+    await teacher.send("Больше практических занятий")
+
+    assert asked == [
+        "1. Удовлетворены ли вы компетентностью преподавателя?",
+        "2. Удовлетворены ли вы содержанием программы?",
+        "3. Удовлетворены ли вы материально-техническим обеспечением организации?",
+        "4. Удовлетворены ли вы качеством предоставляемой образовательной услуги?",
+        "5. Как бы вы в целом оценили доброжелательность и вежливость работников организации?",
+        "6. Готовы ли вы рекомендовать данную программу коллегам?",
+        "7. Если у Вас есть предложения, просим Вас их записать:",
+    ]
+    assert "Благодарим за сотрудничество!" in [message.text for message in teacher.last.messages]
+    async with db.unit() as uow:
+        feedback = (await uow.session.execute(select(EventFeedback))).scalar_one()
+    assert feedback.answers == {"competence": "positive", "content": "unsure", "facilities": "negative",
+                                "service_quality": "positive", "courtesy": "positive", "recommend": "positive"}
+    assert feedback.comment == "Больше практических занятий"
 
 
 async def test_a_teacher_who_did_not_come_is_not_asked_the_questions(chat, db, clock):
