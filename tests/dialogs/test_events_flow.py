@@ -193,10 +193,11 @@ async def test_a_coordinator_copies_an_event_to_a_new_date(chat, db, clock):
         assert len((await uow.session.execute(select(Event))).scalars().all()) == 2
 
 
-async def test_after_the_event_the_teacher_says_they_came_and_answers_the_feedback(chat, db, clock):
-    coordinator, teacher = chat(814), chat(815)
+async def went_to_an_event(coordinator: EngineChat, teacher: EngineChat, db, clock, **event) -> EngineChat:
+    """A coordinator publishes an event, the teacher says «Иду»; then the clock is past its end and
+    the post-event questions are queued. Returns the teacher."""
     await register_coordinator(coordinator, db, clock)
-    await create_event(coordinator)
+    await create_event(coordinator, **event)
     await register_teacher(teacher)
     await open_first_event(teacher)
     await teacher.press("✅ Иду")
@@ -204,6 +205,11 @@ async def test_after_the_event_the_teacher_says_they_came_and_answers_the_feedba
     async with db.unit() as uow:
         await ev.queue_followups(uow, now=clock.now)
         await uow.commit()
+    return teacher
+
+
+async def test_after_the_event_the_teacher_says_they_came_and_answers_the_feedback(chat, db, clock):
+    teacher = await went_to_an_event(chat(814), chat(815), db, clock)
 
     async def reported(_uow, _member):
         return {"methodical"}
@@ -238,16 +244,8 @@ async def test_after_the_event_the_teacher_says_they_came_and_answers_the_feedba
 
 
 async def test_after_a_further_training_course_the_listener_answers_appendix_1_verbatim(chat, db, clock):
-    coordinator, teacher = chat(830), chat(831)
-    await register_coordinator(coordinator, db, clock)
-    await create_event(coordinator, title="ДПП «Формирующее оценивание»", kind="Курсы повышения квалификации (ДПП)")
-    await register_teacher(teacher)
-    await open_first_event(teacher)
-    await teacher.press("✅ Иду")
-    clock.now = datetime(2026, 12, 10, 18, 0, tzinfo=MSK).astimezone(timezone.utc)
-    async with db.unit() as uow:
-        await ev.queue_followups(uow, now=clock.now)
-        await uow.commit()
+    teacher = await went_to_an_event(chat(830), chat(831), db, clock, title="ДПП «Формирующее оценивание»",
+                                     kind="Курсы повышения квалификации (ДПП)")
 
     await teacher.send("/events")
     await teacher.press("📝 Отзыв о прошедшем")

@@ -32,6 +32,18 @@ async def consent_in_vk(person) -> None:
     await person.tap("Согласен(на)")
 
 
+async def linked(chat, vk_person, name: str = "Сидорова Ольга Ивановна"):
+    """A teacher registered in Telegram who typed the link code in VK: (telegram, vk), with VK on the
+    screen that asks where reminders go."""
+    telegram = chat(TG_USER, transport="telegram")
+    await register_teacher(telegram, name=name)
+    code = await code_from(telegram)
+    vk = vk_person(VK_USER)
+    await consent_in_vk(vk)
+    await vk.write(f"/link {code}")
+    return telegram, vk
+
+
 async def test_a_telegram_profile_is_linked_to_vk_with_a_code_and_reminders_go_where_chosen(
     chat, vk_person, db, fake
 ):
@@ -62,12 +74,7 @@ async def test_a_telegram_profile_is_linked_to_vk_with_a_code_and_reminders_go_w
 
 
 async def test_the_linked_vk_account_sees_the_same_profile(chat, vk_person):
-    telegram = chat(TG_USER, transport="telegram")
-    await register_teacher(telegram, name="Сидорова Ольга Ивановна")
-    code = await code_from(telegram)
-    vk = vk_person(VK_USER)
-    await consent_in_vk(vk)
-    await vk.write(f"/link {code}")
+    telegram, vk = await linked(chat, vk_person)
     await vk.tap(texts.KEEP_AS_IS)
 
     await vk.write("/profile")
@@ -111,12 +118,7 @@ async def test_a_vk_profile_is_linked_to_telegram_the_other_way_round(chat, vk_p
 
 
 async def test_a_linked_member_switches_the_reminder_channel_from_the_menu(chat, vk_person, db):
-    telegram = chat(TG_USER, transport="telegram")
-    await register_teacher(telegram)
-    code = await code_from(telegram)
-    vk = vk_person(VK_USER)
-    await consent_in_vk(vk)
-    await vk.write(f"/link {code}")
+    telegram, vk = await linked(chat, vk_person)
     await vk.tap(texts.KEEP_AS_IS)
 
     await telegram.send("/menu")
@@ -131,12 +133,7 @@ async def test_a_linked_member_switches_the_reminder_channel_from_the_menu(chat,
 
 
 async def test_a_member_unlinks_the_other_channel_which_then_starts_afresh(chat, vk_person, db, clock):
-    telegram = chat(TG_USER, transport="telegram")
-    await register_teacher(telegram, name="Сидорова Ольга Ивановна")
-    code = await code_from(telegram)
-    vk = vk_person(VK_USER)
-    await consent_in_vk(vk)
-    await vk.write(f"/link {code}")
+    telegram, vk = await linked(chat, vk_person)
     await vk.tap("ВКонтакте")
 
     await telegram.send("/menu")
