@@ -771,16 +771,28 @@ def _next_of(index: int, questions=SCALE_QUESTIONS, prefix: str = "q") -> str:
     return f"{prefix}_{questions[index + 1].code}" if index + 1 < len(questions) else f"{prefix}_comment"
 
 
-def scale_screens(questions, prefix: str) -> list[Screen]:
-    """One screen per 3-point question, each option a button that saves it and moves on."""
+def scale_screens(questions, prefix: str, *, opening=None) -> list[Screen]:
+    """One screen per 3-point question, each option a button that saves it and moves on; `opening`
+    (a callable) draws the first one, for a form that starts with its title and preamble."""
     return [
-        Screen(f"{prefix}_{question.code}", text=f"{question.number}. {question.text}", buttons=[
-            Button(option.text, option.code, save={f"a_{question.code}": option.code},
-                   go=_next_of(index, questions, prefix))
-            for option in question.options
-        ])
+        Screen(f"{prefix}_{question.code}",
+               text=opening if index == 0 and opening else f"{question.number}. {question.text}",
+               buttons=[Button(option.text, option.code, save={f"a_{question.code}": option.code},
+                               go=_next_of(index, questions, prefix))
+                        for option in question.options])
         for index, question in enumerate(questions)
     ]
+
+
+async def course_opening(ctx: Ctx) -> str:
+    """Приложение 1's title (the programme is the event's title) and preamble, then its first question."""
+    event = await _event_or_none(ctx)
+    values = dict(event.municipality.texts or {}) if event is not None and event.municipality else {}
+    if event is not None:
+        values["programme"] = event.title
+    form = COURSE_FORM.rendered(values)
+    first = form.questions[0]
+    return f"{form.title}\n\n{form.preamble}\n\n{first.number}. {first.text}"
 
 
 def comment_screen(question, prefix: str) -> Screen:
@@ -832,7 +844,7 @@ EVENT_FEEDBACK = Flow(
         ]),
         *scale_screens(SCALE_QUESTIONS, "q"),
         comment_screen(COMMENT_QUESTION, "q"),
-        *scale_screens(COURSE_QUESTIONS, "c"),
+        *scale_screens(COURSE_QUESTIONS, "c", opening=course_opening),
         comment_screen(COURSE_COMMENT, "c"),
         Screen("deficit", text=deficit_text, on_enter=deficit_enter, buttons=[
             Button(label, code, save={"deficit": code}, go=finish_feedback) for code, label in DEFICIT_OPTIONS.items()
