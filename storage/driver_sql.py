@@ -49,9 +49,11 @@ class DriverStatement:
         compiled = self._compiled.get(dialect.name)
         if compiled is None:
             sql = self.sql
-            if dialect.paramstyle in ("numeric_dollar", "format", "pyformat"):
+            if dialect.paramstyle == "numeric_dollar":  # asyncpg
                 parts = sql.split("?")
                 sql = parts[0] + "".join(f"${index}{part}" for index, part in enumerate(parts[1:], 1))
+            elif dialect.paramstyle != "qmark":  # the SQLite drivers take the text as written
+                raise NotImplementedError(f"driver SQL for paramstyle {dialect.paramstyle}")
             processors = [column.type._cached_bind_processor(dialect) for column in self.columns]
             compiled = self._compiled[dialect.name] = (sql, processors)
         return compiled
