@@ -799,11 +799,22 @@ async def years_pick_text(ctx: Ctx) -> str:
     return YEARS_PICK if await S.respondents(ctx.uow, await coordinator(ctx)) else YEARS_NOBODY
 
 
+async def _compared(ctx: Ctx) -> S.SideBySide | None:
+    """The chosen teacher's answers side by side, built once per event (the text and the file
+    share it); None when they are not the coordinator's to see."""
+    if "_compared" not in ctx.__dict__:
+        try:
+            ctx.__dict__["_compared"] = await S.answers_side_by_side(
+                ctx.uow, await coordinator(ctx), int(ctx.data.get("mid", 0)))
+        except (NotFound, Forbidden):
+            ctx.__dict__["_compared"] = None
+    return ctx.__dict__["_compared"]
+
+
 async def years_text(ctx: Ctx) -> str:
     """The answers that changed from one campaign to the next; the full table goes as a file."""
-    try:
-        compared = await S.answers_side_by_side(ctx.uow, await coordinator(ctx), int(ctx.data.get("mid", 0)))
-    except (NotFound, Forbidden):
+    compared = await _compared(ctx)
+    if compared is None:
         return YEARS_GONE
     member = await ctx.uow.members.get(compared.member_id)
     name = member.full_name if member is not None else "Педагог"
@@ -825,10 +836,10 @@ async def years_text(ctx: Ctx) -> str:
 
 
 async def years_files(ctx: Ctx) -> list[OutFile]:
-    try:
-        exported = await export_service.export_side_by_side(ctx.uow, await coordinator(ctx), int(ctx.data.get("mid", 0)))
-    except (NotFound, Forbidden):
+    compared = await _compared(ctx)
+    if compared is None:
         return []
+    exported = export_service.side_by_side_xlsx(compared)
     return [OutFile(exported.name, exported.content, caption=YEARS_FILE)]
 
 

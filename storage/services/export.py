@@ -28,6 +28,7 @@ from storage.services.errors import NotFound
 from storage.unit_of_work import UnitOfWork
 
 FORMATS = ("csv", "xlsx")
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_DELIMITER = ";"  # what a spreadsheet in the Russian locale expects when it opens a CSV
 
 
@@ -195,8 +196,7 @@ def render_file(table: Table, campaign: SurveyCampaign, code: str, fmt: str) -> 
     name = f"campaign_{campaign.id}_{code}_{campaign.opens_on:%Y}.{fmt}"
     if fmt == "csv":
         return ExportFile(name, to_csv(table), "text/csv")
-    return ExportFile(name, to_xlsx(table),
-                      "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    return ExportFile(name, to_xlsx(table), XLSX_TYPE)
 
 
 async def export_campaign(uow: UnitOfWork, actor: Member | None, campaign_id: int, fmt: str) -> ExportFile:
@@ -212,13 +212,11 @@ async def export_campaign(uow: UnitOfWork, actor: Member | None, campaign_id: in
     return render_file(table, campaign, version.code, fmt)
 
 
-async def export_side_by_side(uow: UnitOfWork, actor: Member, member_id: int) -> ExportFile:
+def side_by_side_xlsx(compared: survey_service.SideBySide) -> ExportFile:
     """A teacher's questionnaire answers, a column per campaign (`answers_side_by_side`), as XLSX.
     The file name carries the member's number only, no name."""
-    compared = await survey_service.answers_side_by_side(uow, actor, member_id)
     table = Table("Ответы по годам", ["№", "Вопрос", *compared.columns])
     for _code, title, values in compared.rows:
         number, _, text = title.partition(". ")
         table.rows.append([number, text, *values])
-    return ExportFile(f"answers_by_year_{member_id}.xlsx", to_xlsx(table),
-                      "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    return ExportFile(f"answers_by_year_{compared.member_id}.xlsx", to_xlsx(table), XLSX_TYPE)
