@@ -72,9 +72,8 @@ async def test_member_lookup_sees_changes_not_yet_flushed(db):
         assert await uow.accounts.member(who) is member
 
 
+@pytest.mark.sqlite_only
 async def test_sqlite_statements_run_in_the_calling_thread(db):
-    if not db.url.startswith("sqlite"):
-        pytest.skip("SQLite only")
     threads = threading.active_count()
     async with db.unit() as uow:
         connection = await uow.session.connection()
@@ -84,9 +83,8 @@ async def test_sqlite_statements_run_in_the_calling_thread(db):
     assert threading.active_count() == threads  # no helper thread per connection, as aiosqlite starts
 
 
-async def test_sqlite_errors_arrive_as_sqlalchemy_errors(db, tmp_path, monkeypatch):
-    if not db.url.startswith("sqlite"):
-        pytest.skip("SQLite only")
+@pytest.mark.sqlite_only
+async def test_sqlite_errors_arrive_as_sqlalchemy_errors(db, monkeypatch):
     async with db.unit() as uow:  # a constraint: IntegrityError, and the session recovers
         uow.session.add(Conversation(transport="t", external_id="1", flow="f", screen="s", nonce=""))
         uow.session.add(Conversation(transport="t", external_id="1", flow="f", screen="s", nonce=""))
