@@ -42,8 +42,10 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
+from aiogram.methods import SendMessage
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
 
+from handlers.telegram.session import call_json
 from scheduler.broadcaster import (
     Fatal,
     Outgoing,
@@ -158,42 +160,48 @@ class TelegramSender:
 
     async def send(self, msg: Outgoing) -> str | None:
         chat_id = _tg_chat_id(msg.chat_id)
-        markup = _tg_keyboard(msg)
         try:
-            if msg.document is not None:
-                filename, content = msg.document
-                sent = await self.bot.send_document(
-                    chat_id,
-                    BufferedInputFile(content, filename=filename),
-                    caption=msg.text or None,
-                    parse_mode=msg.parse_mode,
-                    reply_markup=markup,
-                    request_timeout=self._request_timeout,
-                )
-            elif msg.photo is not None:
-                filename, content = msg.photo
-                sent = await self.bot.send_photo(
-                    chat_id,
-                    BufferedInputFile(content, filename=filename),
-                    caption=msg.text or None,
-                    parse_mode=msg.parse_mode,
-                    reply_markup=markup,
-                    request_timeout=self._request_timeout,
-                )
-            else:
-                sent = await self.bot.send_message(
-                    chat_id,
-                    msg.text,
-                    parse_mode=msg.parse_mode,
-                    reply_markup=markup,
-                    request_timeout=self._request_timeout,
-                )
+            if msg.document is not None or msg.photo is not None:
+                return str((await self._send_file(chat_id, msg)).message_id)
+            return str((await self._send_text(chat_id, msg))["message_id"])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             error = classify_telegram_error(exc)
             raise error from exc
-        return str(sent.message_id)
+
+    async def _send_text(self, chat_id: int | str, msg: Outgoing) -> dict:
+        """sendMessage through the lean JSON call the replies use (`handlers.telegram.session`);
+        a 429 reaches the broadcaster, which pauses the transport."""
+        payload: dict = {"chat_id": chat_id, "text": msg.text}
+        if msg.parse_mode:
+            payload["parse_mode"] = msg.parse_mode
+        if msg.buttons:
+            payload["reply_markup"] = {"inline_keyboard": [
+                [{"text": label, "callback_data": data} for label, data in row] for row in msg.buttons]}
+        return await call_json(self.bot, SendMessage, payload, timeout=self._request_timeout, retry_429=False)
+
+    async def _send_file(self, chat_id: int | str, msg: Outgoing):
+        markup = _tg_keyboard(msg)
+        if msg.document is not None:
+            filename, content = msg.document
+            return await self.bot.send_document(
+                chat_id,
+                BufferedInputFile(content, filename=filename),
+                caption=msg.text or None,
+                parse_mode=msg.parse_mode,
+                reply_markup=markup,
+                request_timeout=self._request_timeout,
+            )
+        filename, content = msg.photo
+        return await self.bot.send_photo(
+            chat_id,
+            BufferedInputFile(content, filename=filename),
+            caption=msg.text or None,
+            parse_mode=msg.parse_mode,
+            reply_markup=markup,
+            request_timeout=self._request_timeout,
+        )
 
     async def close(self) -> None:
         if self._owns_bot:

@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiogram import Bot
-from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.methods import SendMessage
+from aiogram.types import BufferedInputFile
 
 from dialogs.model import OutMessage, Reply
+from handlers.telegram.session import call_json
 from handlers.text_split import split_text
 
 TEXT_LIMIT = 4096  # https://core.telegram.org/bots/api#sendmessage
 CAPTION_LIMIT = 1024
 
 
-def keyboard(message: OutMessage) -> InlineKeyboardMarkup | None:
-    """Rows of inline buttons; tokens are short (well under Telegram's 64-byte callback_data)."""
+def keyboard(message: OutMessage) -> dict[str, Any] | None:
+    """Rows of inline buttons as the Bot API's JSON; tokens are short (well under Telegram's
+    64-byte callback_data)."""
     if not message.buttons:
         return None
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [InlineKeyboardButton(text=button.label, callback_data=button.token) for button in row]
-            for row in message.buttons
-        ]
-    )
+    return {"inline_keyboard": [[{"text": button.label, "callback_data": button.token} for button in row]
+                                for row in message.buttons]}
+
+
+async def send_text(bot: Bot, chat_id: int | str, text: str, markup: dict[str, Any] | None = None) -> None:
+    """sendMessage as plain text (no parse mode), through the lean JSON call (see `call_json`)."""
+    payload: dict[str, Any] = {"chat_id": chat_id, "text": text}
+    if markup is not None:
+        payload["reply_markup"] = markup
+    await call_json(bot, SendMessage, payload)
 
 
 async def send_reply(bot: Bot, chat_id: int | str, reply: Reply) -> None:
@@ -30,7 +39,7 @@ async def send_reply(bot: Bot, chat_id: int | str, reply: Reply) -> None:
         parts = split_text(message.text or " ", TEXT_LIMIT)
         for index, part in enumerate(parts):
             markup = keyboard(message) if index == len(parts) - 1 else None
-            await bot.send_message(chat_id, part, reply_markup=markup, parse_mode=None)
+            await send_text(bot, chat_id, part, markup)
         for attachment in message.files:
             upload = BufferedInputFile(attachment.content, filename=attachment.name)
             caption = (attachment.caption or "")[:CAPTION_LIMIT] or None

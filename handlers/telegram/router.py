@@ -7,11 +7,13 @@ import logging
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
+from aiogram.methods import AnswerCallbackQuery
 from aiogram.types import CallbackQuery, Message, Update
 
 from dialogs.engine import DialogEngine
 from dialogs.model import CommandEvent, Event, ExternalId, OtherEvent, PressEvent, TextEvent
 from handlers.telegram.render import send_reply
+from handlers.telegram.session import call_json
 
 log = logging.getLogger(__name__)
 TRANSPORT = "telegram"
@@ -52,7 +54,7 @@ async def on_message(message: Message, bot: Bot, engine: DialogEngine, event_upd
 
 async def on_button(query: CallbackQuery, bot: Bot, engine: DialogEngine, event_update: Update) -> None:
     # Answer at once: Telegram shows a spinner until then and rejects a late answer.
-    answered = asyncio.ensure_future(_answer(query))
+    answered = asyncio.ensure_future(_answer(bot, query))
     chat_id = query.message.chat.id if query.message else query.from_user.id
     reply = await engine.handle(
         who_of(query.from_user.id, chat_id), press_event(query.data), update_id=str(event_update.update_id)
@@ -61,9 +63,9 @@ async def on_button(query: CallbackQuery, bot: Bot, engine: DialogEngine, event_
     await send_reply(bot, chat_id, reply)
 
 
-async def _answer(query: CallbackQuery) -> None:
+async def _answer(bot: Bot, query: CallbackQuery) -> None:
     try:
-        await query.answer()
+        await call_json(bot, AnswerCallbackQuery, {"callback_query_id": query.id})
     except TelegramBadRequest:
         log.info("callback answered too late")
 

@@ -118,8 +118,12 @@ class FakeBotApi:
         now = time.monotonic()
         token = request.match_info["token"]
         method = request.match_info["method"]
-        form = await request.post()
-        fields = {key: form[key] for key in form}
+        if request.content_type == "application/json":  # Telegram takes JSON bodies and forms alike
+            fields = {key: value if isinstance(value, str) else json.dumps(value)
+                      for key, value in (await request.json()).items()}
+        else:
+            form = await request.post()
+            fields = {key: form[key] for key in form}
         chat = str(fields.get("chat_id", ""))
         if self.latency[1] > 0:
             await asyncio.sleep(random.uniform(*self.latency))
