@@ -68,7 +68,7 @@ def build_telegram(app: App):
     telegram = app.settings.telegram
     assert telegram.token is not None
     bot = build_bot(telegram.token.get_secret_value(), telegram.api_base_url)
-    dispatcher = Dispatcher()
+    dispatcher = Dispatcher(disable_fsm=True)  # dialog state lives in the engine's table, not aiogram's FSM
     dispatcher["engine"] = app.engine
     dispatcher.update.outer_middleware(UpdateTimer())
     dispatcher.include_router(build_router())

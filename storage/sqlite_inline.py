@@ -102,6 +102,11 @@ class InlineConnection:
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 
+    def begin_immediate(self) -> None:
+        """BEGIN IMMEDIATE straight on the driver (called from SQLAlchemy's begin event, where a
+        statement through the engine costs ten times more than the statement)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+
     def cursor(self) -> InlineCursor:
         return InlineCursor(self._conn.cursor())
 

@@ -56,13 +56,18 @@ def fixed(mapping: dict[str, str], exclude: Iterable[str] = ()):
     return source
 
 
-async def municipality_of(ctx: Ctx) -> Municipality | None:
-    """The member's municipality, or the one chosen before registration."""
+async def municipality_id_of(ctx: Ctx) -> int | None:
+    """The id of the member's municipality, or of the one chosen before registration (no query
+    for the municipality itself: an organisation search needs only its id)."""
     member = await ctx.member()
     municipality_id = member.municipality_id if member else ctx.data.get("_muni")
-    if municipality_id is None:
-        return None
-    return await ctx.uow.reference.municipality(int(municipality_id))
+    return None if municipality_id is None else int(municipality_id)
+
+
+async def municipality_of(ctx: Ctx) -> Municipality | None:
+    """The member's municipality, or the one chosen before registration."""
+    municipality_id = await municipality_id_of(ctx)
+    return None if municipality_id is None else await ctx.uow.reference.municipality(municipality_id)
 
 
 # ---- the main menu registry ---------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dialogs.context import Ctx
 from dialogs.flows import texts as T
 from dialogs.flows.linking import LINK_CODE_BUTTON
-from dialogs.flows.common import after_edit, fixed, municipality_of, validate_full_name, year_validator
+from dialogs.flows.common import after_edit, fixed, municipality_id_of, municipality_of, validate_full_name, year_validator
 from dialogs.model import Button, Choice, Flow, InputError, Screen
 from storage.models import Role
 from storage.services import invites as invite_service
@@ -35,10 +35,10 @@ SUBJECTS_SCHOOL = ("preschool", "additional")
 
 
 async def organisation_choices(ctx: Ctx, query: str | None) -> list[Choice]:
-    municipality = await municipality_of(ctx)
-    if municipality is None:
+    municipality_id = await municipality_id_of(ctx)
+    if municipality_id is None:
         return []
-    rows = await ctx.uow.reference.organisations(municipality.id, kind=ctx.data.get("org_kind"), query=query)
+    rows = await ctx.uow.reference.organisations(municipality_id, kind=ctx.data.get("org_kind"), query=query)
     return [Choice(str(row.id), row.name) for row in rows]
 
 
