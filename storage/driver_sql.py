@@ -11,19 +11,50 @@ the ORM would store, and they read it back unchanged.
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any, Sequence
 
-from sqlalchemy import Column, event
+from sqlalchemy import Column, event, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
+from storage.sqlite_inline import InlineConnection
+
 _CONNECTION = "driver_sql.connection"
+_SQLITE = "driver_sql.sqlite"
 
 
 @event.listens_for(Session, "after_transaction_end")
 def _forget_connection(session: Session, _transaction) -> None:
     session.info.pop(_CONNECTION, None)
+    session.info.pop(_SQLITE, None)
+
+
+class DriverResult:
+    """Rows and row count of a statement run straight on `sqlite3` (the part of SQLAlchemy's
+    cursor result the hot path uses)."""
+
+    __slots__ = ("rows", "rowcount")
+
+    def __init__(self, rows: list[tuple], rowcount: int) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def first(self) -> tuple | None:
+        return self.rows[0] if self.rows else None
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+
+async def _sqlite_of(connection: AsyncConnection) -> sqlite3.Connection | None:
+    """The `sqlite3` connection under an in-thread SQLite connection (None for other drivers)."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    return driver.sqlite if isinstance(driver, InlineConnection) else None
 
 
 async def connection_of(session: AsyncSession) -> AsyncConnection:
@@ -59,11 +90,27 @@ class DriverStatement:
         return compiled
 
     async def execute(self, target: AsyncSession | AsyncConnection, *values: Any):
-        """Run in the session's (or connection's) transaction; returns the driver-level result."""
-        connection = await connection_of(target) if isinstance(target, AsyncSession) else target
+        """Run in the session's (or connection's) transaction; returns the driver-level result.
+
+        On SQLite the statement runs straight on `sqlite3`, inside the transaction SQLAlchemy
+        began (BEGIN IMMEDIATE, `storage.db`): SQLAlchemy's execution around a statement costs
+        several times the statement. Errors are raised as SQLAlchemy's, as from the engine."""
+        if isinstance(target, AsyncSession):
+            connection = await connection_of(target)
+            raw = target.info.get(_SQLITE, False)
+            if raw is False:
+                raw = target.info[_SQLITE] = await _sqlite_of(connection)
+        else:
+            connection, raw = target, await _sqlite_of(target)
         sql, processors = self._for(connection.dialect)
         bound = tuple(value if process is None else process(value) for process, value in zip(processors, values))
-        return await connection.exec_driver_sql(sql, bound)
+        if raw is None:
+            return await connection.exec_driver_sql(sql, bound)
+        try:
+            cursor = raw.execute(sql, bound)
+            return DriverResult(cursor.fetchall(), cursor.rowcount)
+        except sqlite3.Error as error:
+            raise exc.DBAPIError.instance(sql, bound, error, sqlite3.Error) from error
 
 
 def many(statement_head: str, row: str, count: int, tail: str = "") -> str:

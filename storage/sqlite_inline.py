@@ -99,6 +99,11 @@ class InlineConnection:
         return self._connection
 
     @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The `sqlite3` connection itself (driver SQL runs on it: `storage.driver_sql`)."""
+        return self._conn
+
+    @property
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 

@@ -108,3 +108,22 @@ async def test_sqlite_errors_arrive_as_sqlalchemy_errors(db, monkeypatch):
         other.execute("ROLLBACK")
         other.close()
         await engine.dispose()
+
+
+async def test_driver_sql_is_part_of_the_units_transaction(db):
+    """The statements run in the transaction the unit began: a rollback undoes them with the ORM's
+    changes, and a commit keeps both."""
+    async with db.unit() as uow:
+        await uow.conversations.save("telegram", "601", DialogState("registration", "org"))
+        uow.session.add(Member(role=Role.TEACHER, full_name="Петрова Ольга Ивановна"))
+        await uow.flush()
+        await uow.rollback()
+    async with db.unit() as uow:
+        assert await uow.conversations.load("telegram", "601") is None
+        assert (await uow.session.execute(select(Member))).scalars().all() == []
+        await uow.conversations.save("telegram", "601", DialogState("registration", "org"))
+        uow.session.add(Member(role=Role.TEACHER, full_name="Петрова Ольга Ивановна"))
+        await uow.commit()
+    async with db.unit() as uow:
+        assert (await uow.conversations.load("telegram", "601")).screen == "org"
+        assert len((await uow.session.execute(select(Member))).scalars().all()) == 1
