@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from pathlib import Path
 
 from sqlalchemy import event, exc
@@ -16,6 +17,8 @@ log = logging.getLogger(__name__)
 # How long a statement waits for another process's write lock. The wait blocks the event loop
 # (statements run in its thread), so it is short: a longer lock fails as "try again".
 BUSY_TIMEOUT = 5.0
+PING_IDLE = 5.0  # seconds a pooled PostgreSQL connection rests before it is pinged at checkout
+_RESTING_SINCE = "resting_since"
 
 
 def is_sqlite(url: str) -> bool:
@@ -42,9 +45,35 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
-        url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True
-    )
+    engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, hide_parameters=True)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """`pool_pre_ping`, but only for a connection that rested `PING_IDLE` seconds or more.
+
+    A ping on asyncpg is three round trips (BEGIN, an empty query, ROLLBACK): under load that
+    was a third of an update's database work, for connections used milliseconds before. A
+    connection that has rested may have been closed by the server or a firewall, so it is
+    pinged and, if dead, replaced before use. A connection that dies while in use fails its
+    statement; SQLAlchemy sees the disconnect and invalidates the pool, and the engine answers
+    "попробуйте ещё раз" (tests/dialogs/test_outages.py).
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def on_checkin(_dbapi_connection, record) -> None:
+        record.info[_RESTING_SINCE] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def on_checkout(dbapi_connection, record, _proxy) -> None:
+        since = record.info.get(_RESTING_SINCE)
+        if since is None or time.monotonic() - since < PING_IDLE:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as error:  # the pool replaces the connection and checks out again
+            raise exc.DisconnectionError(f"connection dead after resting ({type(error).__name__})") from error
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
