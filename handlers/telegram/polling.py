@@ -8,14 +8,18 @@ table, then acknowledged, then handled; at start the journal's unhandled rows ar
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import timedelta
 
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.methods import GetUpdates
 from aiogram.types import Update
+from pydantic import ValidationError
 
 from bot.metrics import DUPLICATES
+from handlers.telegram.session import call_json
 from storage.models import utcnow
 from storage.repositories.inbox import ORPHAN_AGE, REPLAY_EVERY, journal
 from storage.unit_of_work import Database
@@ -33,6 +37,12 @@ ALLOWED = ["message", "callback_query"]
 # (42–48 ms); 12 → 420/s, 23 ms (63 ms); 20 → 507/s, 30 ms (95 ms). PostgreSQL's scenario p99
 # decides: 6 → 70 ms, 8 → 50–66 ms, 12 → 115 ms (over the 100 ms target).
 CONCURRENCY = 8
+
+
+def update_id_of(raw: object) -> int:
+    """The update id of an update as Telegram sent it (-1 when it has none)."""
+    update_id = raw.get("update_id") if isinstance(raw, dict) else None
+    return update_id if isinstance(update_id, int) else -1
 
 
 class Intake:
@@ -82,15 +92,23 @@ class Intake:
             except Exception as error:  # the database may still be down: next time
                 log.warning("replaying the journal failed (%s)", type(error).__name__)
 
-    async def _journal(self, updates: list[Update]) -> list[Update]:
-        """Record a batch; return the updates never seen before (duplicates are dropped here)."""
+    def _parse(self, raw: dict) -> tuple[Update, str] | None:
+        """An update as Telegram sent it: the model, and the JSON text the journal keeps."""
+        try:
+            return Update.model_validate(raw, context={"bot": self.bot}), json.dumps(raw, ensure_ascii=False)
+        except (ValidationError, TypeError, ValueError):
+            log.warning("malformed update ignored")
+            return None
+
+    async def _journal(self, updates: list[tuple[Update, str]]) -> list[Update]:
+        """Record a batch of (update, its JSON); return the updates never seen before (duplicates
+        are dropped here)."""
         new_ids = await journal(
-            self.db.sessions.kw["bind"], TRANSPORT,
-            [(str(update.update_id), update.model_dump_json(exclude_none=True)) for update in updates],
+            self.db.sessions.kw["bind"], TRANSPORT, [(str(update.update_id), payload) for update, payload in updates]
         )
         if len(new_ids) < len(updates):
             DUPLICATES.labels(transport=TRANSPORT).inc(len(updates) - len(new_ids))
-        return [update for update in updates if str(update.update_id) in new_ids]
+        return [update for update, _ in updates if str(update.update_id) in new_ids]
 
     async def _spawn(self, update: Update) -> None:
         await self._slots.acquire()
@@ -170,14 +188,16 @@ class DurablePolling(Intake):
                 break
             if not updates:
                 continue
+            parsed = [item for item in map(self._parse, updates) if item is not None]
             try:
-                fresh = await self._journal(updates)
+                fresh = await self._journal(parsed)
             except Exception as error:  # the database is down: do not acknowledge, fetch again later
                 log.warning("could not journal updates (%s); retrying in %.0f s", type(error).__name__, backoff)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
-            offset = updates[-1].update_id + 1  # acknowledged only now, after the journal commit
+            # Acknowledged only now, after the journal commit (a malformed update too: it is skipped).
+            offset = max(update_id_of(item) for item in updates) + 1
             for update in fresh:
                 await self._spawn(update)
 
@@ -187,10 +207,13 @@ class DurablePolling(Intake):
         self._slots.release()
         return max(1, min(100, self.concurrency - len(self._tasks)))
 
-    async def _get_updates(self, offset: int | None, limit: int = 100) -> list[Update] | None:
-        request = asyncio.ensure_future(
-            self.bot.get_updates(offset=offset, limit=limit, timeout=self.timeout, allowed_updates=ALLOWED)
-        )
+    async def _get_updates(self, offset: int | None, limit: int = 100) -> list[dict] | None:
+        """The next updates as Telegram sent them (None when stopped meanwhile). Through the lean
+        JSON call: aiogram would build and validate a response model around the batch first."""
+        payload = {"limit": limit, "timeout": self.timeout, "allowed_updates": ALLOWED}
+        if offset is not None:
+            payload["offset"] = offset
+        request = asyncio.ensure_future(call_json(self.bot, GetUpdates, payload, retry_429=False))
         stop = asyncio.ensure_future(self._stopping.wait())
         done, _ = await asyncio.wait({request, stop}, return_when=asyncio.FIRST_COMPLETED)
         if request in done:

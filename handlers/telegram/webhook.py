@@ -11,8 +11,6 @@ import hmac
 import logging
 
 from aiohttp import web
-from aiogram.types import Update
-from pydantic import ValidationError
 
 from handlers.telegram.polling import Intake
 
@@ -34,12 +32,14 @@ class WebhookIntake(Intake):
             log.warning("webhook request with a wrong or missing secret token")
             return web.Response(status=401)
         try:
-            update = Update.model_validate(await request.json())
-        except (ValueError, ValidationError):
+            parsed = self._parse(await request.json())
+        except ValueError:
+            parsed = None
+        if parsed is None:
             log.warning("malformed webhook update ignored")
             return web.Response(status=200)
         try:
-            fresh = await self._journal([update])
+            fresh = await self._journal([parsed])
         except Exception as error:
             log.warning("could not journal a webhook update (%s)", type(error).__name__)
             return web.Response(status=503)
