@@ -2,15 +2,18 @@
 
 Every update runs a few statements (claim its journal row, load and save the dialog state).
 Through SQLAlchemy Core each costs a statement build, a cache key and a result pipeline:
-0.3–0.6 ms of CPU; as driver SQL about 0.04 ms (`python -m bench.load --breakdown`). The text
-uses `?` placeholders and is rewritten to `$1, $2…` for asyncpg. Values go through the bound
-columns' own bind processors (UTC timestamps, JSON), so what is stored is exactly what Core and
-the ORM would store, and they read it back unchanged.
+0.3–0.6 ms of CPU. Driver SQL runs straight on the driver (sqlite3; asyncpg through SQLAlchemy's
+own adapter, its lock, transaction and prepared-statement cache), inside the transaction
+SQLAlchemy began, and raises SQLAlchemy's exceptions: tens of microseconds plus the round trip.
+The text uses `?` placeholders and is rewritten to `$1, $2…` for asyncpg. Values go through the
+bound columns' own bind processors (UTC timestamps, JSON), so what is stored is exactly what
+Core and the ORM would store, and they read it back unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from typing import Any, Sequence
 
@@ -22,13 +25,13 @@ from sqlalchemy.orm import Session
 from storage.sqlite_inline import InlineConnection
 
 _CONNECTION = "driver_sql.connection"
-_SQLITE = "driver_sql.sqlite"
+_RUNNER = "driver_sql.runner"
 
 
 @event.listens_for(Session, "after_transaction_end")
 def _forget_connection(session: Session, _transaction) -> None:
     session.info.pop(_CONNECTION, None)
-    session.info.pop(_SQLITE, None)
+    session.info.pop(_RUNNER, None)
 
 
 class DriverResult:
@@ -51,10 +54,97 @@ class DriverResult:
         return self.rows[0][0] if self.rows else None
 
 
-async def _sqlite_of(connection: AsyncConnection) -> sqlite3.Connection | None:
-    """The `sqlite3` connection under an in-thread SQLite connection (None for other drivers)."""
-    driver = (await connection.get_raw_connection()).driver_connection
-    return driver.sqlite if isinstance(driver, InlineConnection) else None
+class _SqliteRunner:
+    """Statements straight on `sqlite3`, in the transaction SQLAlchemy began (BEGIN IMMEDIATE)."""
+
+    __slots__ = ("dialect", "raw")
+
+    def __init__(self, dialect: Dialect, raw: sqlite3.Connection) -> None:
+        self.dialect = dialect
+        self.raw = raw
+
+    async def run(self, sql: str, bound: tuple) -> DriverResult:
+        try:
+            cursor = self.raw.execute(sql, bound)
+            return DriverResult(cursor.fetchall(), cursor.rowcount)
+        except sqlite3.Error as error:
+            raise exc.DBAPIError.instance(sql, bound, error, sqlite3.Error) from error
+
+
+class _AsyncpgRunner:
+    """Statements straight on asyncpg, through SQLAlchemy's adapter as its own cursor does it:
+    under the adapter's lock, in the transaction the adapter starts, with its prepared-statement
+    cache. Errors are translated by the adapter and raised as SQLAlchemy's; a disconnect
+    invalidates the connection, as SQLAlchemy's execution would."""
+
+    __slots__ = ("dialect", "connection", "adapter")
+    _STATUS = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
+
+    def __init__(self, connection: AsyncConnection, adapter: Any) -> None:
+        self.dialect = connection.dialect
+        self.connection = connection
+        self.adapter = adapter
+
+    @classmethod
+    def usable(cls, adapter: Any) -> bool:
+        """Whether the adapter has the parts used here (SQLAlchemy 2.0–2.1's asyncpg adapter)."""
+        return all(hasattr(adapter, name) for name in (
+            "_execute_mutex", "_transaction", "_start_transaction", "_prepare", "_invalidate_schema_cache_asof",
+            "_handle_exception"))
+
+    async def run(self, sql: str, bound: tuple) -> DriverResult:
+        adapter = self.adapter
+        try:
+            async with adapter._execute_mutex:
+                if adapter._transaction is None:
+                    await adapter._start_transaction()
+                prepared, _ = await adapter._prepare(sql, adapter._invalidate_schema_cache_asof)
+                rows = await prepared.fetch(*bound)
+                status = prepared.get_statusmsg() or ""
+        except Exception as error:
+            raise await self._translated(sql, bound, error) from error
+        matched = self._STATUS.match(status)
+        return DriverResult(rows, int(matched.group(1)) if matched else -1)
+
+    async def _translated(self, sql: str, bound: tuple, error: Exception) -> Exception:
+        dialect = self.dialect
+        dbapi_error = error
+        if not isinstance(error, dialect.loaded_dbapi.Error):
+            try:
+                self.adapter._handle_exception(error)  # raises the adapter's DBAPI error
+            except Exception as translated:
+                dbapi_error = translated
+        if not isinstance(dbapi_error, dialect.loaded_dbapi.Error):
+            return dbapi_error
+        disconnect = dialect.is_disconnect(dbapi_error, self.adapter, None)
+        if disconnect:
+            await self.connection.invalidate()
+        return exc.DBAPIError.instance(sql, bound, dbapi_error, dialect.loaded_dbapi.Error,
+                                       connection_invalidated=disconnect, dialect=dialect)
+
+
+class _EngineRunner:
+    """Any other driver: through SQLAlchemy's own driver-SQL execution."""
+
+    __slots__ = ("dialect", "connection")
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.dialect = connection.dialect
+        self.connection = connection
+
+    async def run(self, sql: str, bound: tuple):
+        return await self.connection.exec_driver_sql(sql, bound)
+
+
+async def _runner_of(connection: AsyncConnection):
+    """How driver SQL runs on this connection: straight on the driver where we know it."""
+    pooled = await connection.get_raw_connection()
+    driver = pooled.driver_connection
+    if isinstance(driver, InlineConnection):
+        return _SqliteRunner(connection.dialect, driver.sqlite)
+    if connection.dialect.driver == "asyncpg" and _AsyncpgRunner.usable(pooled.dbapi_connection):
+        return _AsyncpgRunner(connection, pooled.dbapi_connection)
+    return _EngineRunner(connection)
 
 
 async def connection_of(session: AsyncSession) -> AsyncConnection:
@@ -90,27 +180,20 @@ class DriverStatement:
         return compiled
 
     async def execute(self, target: AsyncSession | AsyncConnection, *values: Any):
-        """Run in the session's (or connection's) transaction; returns the driver-level result.
+        """Run in the session's (or connection's) transaction; returns rows and a row count.
 
-        On SQLite the statement runs straight on `sqlite3`, inside the transaction SQLAlchemy
-        began (BEGIN IMMEDIATE, `storage.db`): SQLAlchemy's execution around a statement costs
-        several times the statement. Errors are raised as SQLAlchemy's, as from the engine."""
+        The statement runs straight on the driver (sqlite3, asyncpg), inside the transaction
+        SQLAlchemy began: SQLAlchemy's execution around a statement costs several times the
+        statement itself. Errors are raised as SQLAlchemy's, as from the engine."""
         if isinstance(target, AsyncSession):
-            connection = await connection_of(target)
-            raw = target.info.get(_SQLITE, False)
-            if raw is False:
-                raw = target.info[_SQLITE] = await _sqlite_of(connection)
+            runner = target.info.get(_RUNNER)
+            if runner is None:
+                runner = target.info[_RUNNER] = await _runner_of(await connection_of(target))
         else:
-            connection, raw = target, await _sqlite_of(target)
-        sql, processors = self._for(connection.dialect)
+            runner = await _runner_of(target)
+        sql, processors = self._for(runner.dialect)
         bound = tuple(value if process is None else process(value) for process, value in zip(processors, values))
-        if raw is None:
-            return await connection.exec_driver_sql(sql, bound)
-        try:
-            cursor = raw.execute(sql, bound)
-            return DriverResult(cursor.fetchall(), cursor.rowcount)
-        except sqlite3.Error as error:
-            raise exc.DBAPIError.instance(sql, bound, error, sqlite3.Error) from error
+        return await runner.run(sql, bound)
 
 
 def many(statement_head: str, row: str, count: int, tail: str = "") -> str:

@@ -13,8 +13,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from dialogs.model import ExternalId
 from storage import db as storage_db
+from storage import driver_sql
 from storage.db import create_engine, session_factory
-from storage.models import Account, Conversation, InboxUpdate, Member, Role
+from storage.driver_sql import DriverStatement
+from storage.models import Account, ChannelCursor, Conversation, InboxUpdate, Member, Role, utcnow
 from storage.repositories.conversations import DialogState
 from storage.repositories.inbox import journal
 from storage.sqlite_inline import InlineConnection
@@ -127,3 +129,28 @@ async def test_driver_sql_is_part_of_the_units_transaction(db):
     async with db.unit() as uow:
         assert (await uow.conversations.load("telegram", "601")).screen == "org"
         assert len((await uow.session.execute(select(Member))).scalars().all()) == 1
+
+
+async def test_driver_sql_errors_arrive_as_sqlalchemy_errors_and_the_unit_recovers(db):
+    _cursor = ChannelCursor.__table__.c
+    insert = DriverStatement("INSERT INTO channel_cursors (name, position, updated_at) VALUES (?, ?, ?)",
+                             [_cursor.name, _cursor.position, _cursor.updated_at])
+    async with db.unit() as uow:
+        await insert.execute(uow.session, "vk", "1", utcnow())
+        with pytest.raises(IntegrityError):
+            await insert.execute(uow.session, "vk", "2", utcnow())
+        await uow.rollback()
+        await insert.execute(uow.session, "vk", "3", utcnow())  # a new transaction on the same unit
+        await uow.commit()
+    async with db.unit() as uow:
+        assert await uow.inbox.cursor("vk") == "3"
+
+
+async def test_driver_sql_runs_straight_on_the_driver_of_each_backend(db):
+    """If a SQLAlchemy upgrade changes the asyncpg adapter's internals this fails, instead of
+    driver SQL quietly falling back to the slower engine path."""
+    async with db.unit() as uow:
+        await uow.conversations.load("telegram", "1")
+        runner = uow.session.info[driver_sql._RUNNER]
+    expected = driver_sql._SqliteRunner if db.url.startswith("sqlite") else driver_sql._AsyncpgRunner
+    assert type(runner) is expected
