@@ -45,7 +45,10 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         )
         _configure_sqlite(engine)
         return engine
-    engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, hide_parameters=True)
+    # The pool keeps a connection for each update in flight (handlers.telegram.polling.CONCURRENCY)
+    # plus the journal, the presence slot and the scheduler's jobs, so the steady load never goes
+    # into overflow, whose connections are opened and closed for each use.
+    engine = create_async_engine(url, echo=echo, pool_size=16, max_overflow=10, hide_parameters=True)
     _ping_when_idle(engine)
     return engine
 

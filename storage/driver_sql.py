@@ -96,7 +96,8 @@ class _AsyncpgRunner:
         adapter = self.adapter
         try:
             async with adapter._execute_mutex:
-                if adapter._transaction is None:
+                # On a connection SQLAlchemy has not begun, the statement is its own transaction.
+                if adapter._transaction is None and self.connection.in_transaction():
                     await adapter._start_transaction()
                 prepared, _ = await adapter._prepare(sql, adapter._invalidate_schema_cache_asof)
                 rows = await prepared.fetch(*bound)
@@ -133,7 +134,10 @@ class _EngineRunner:
         self.connection = connection
 
     async def run(self, sql: str, bound: tuple):
-        return await self.connection.exec_driver_sql(sql, bound)
+        if self.connection.in_transaction():
+            return await self.connection.exec_driver_sql(sql, bound)
+        async with self.connection.begin():  # not begun: the statement is its own transaction
+            return await self.connection.exec_driver_sql(sql, bound)
 
 
 async def _runner_of(connection: AsyncConnection):
@@ -180,7 +184,9 @@ class DriverStatement:
         return compiled
 
     async def execute(self, target: AsyncSession | AsyncConnection, *values: Any):
-        """Run in the session's (or connection's) transaction; returns rows and a row count.
+        """Run in the session's (or connection's) transaction; returns rows and a row count. On
+        a connection not begun, the statement is a transaction of its own (committed when it
+        returns).
 
         The statement runs straight on the driver (sqlite3, asyncpg), inside the transaction
         SQLAlchemy began: SQLAlchemy's execution around a statement costs several times the
