@@ -114,9 +114,9 @@ class DialogEngine:
     async def _handle_locked(self, who: m.ExternalId, event: m.Event, update_id: str | None) -> Reply:
         try:
             async with self.db.unit() as uow:
-                if update_id is not None and not await uow.inbox.claim(who.transport, update_id):
+                claimed, state = await uow.start_update(who.transport, who.user_id, update_id)
+                if not claimed:
                     return Reply()
-                state = await uow.conversations.load(who.transport, who.user_id, lock=True)
                 ctx = Ctx(who=who, data={}, uow=uow, now=self.clock(), config=self.config)
                 run = _Run(self, ctx)
                 reply = await run.dispatch(state, event)

@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage.repositories.accounts import AccountRepository
 from storage.repositories.conversations import ConversationRepository
 from storage.repositories.inbox import InboxRepository
+from storage.repositories.conversations import DialogState
 from storage.repositories.members import MemberRepository
+from storage.repositories.opening import start_update
 from storage.repositories.reference import ReferenceRepository
 
 
@@ -25,6 +27,11 @@ class UnitOfWork:
         self.reference = ReferenceRepository(session)
         self.conversations = ConversationRepository(session)
         self.inbox = InboxRepository(session)
+
+    async def start_update(self, transport: str, external_id: str,
+                           update_id: str | None) -> tuple[bool, DialogState | None]:
+        """Claim an update and load the person's dialog state, locked (see `storage.repositories.opening`)."""
+        return await start_update(self.session, transport, external_id, update_id)
 
     @property
     def dialect(self) -> str:

@@ -37,6 +37,13 @@ class DialogState:
     nonce: str = ""
 
 
+def state_of(flow: str, screen: str, data: Any, stack: Any, view: Any, nonce: str) -> DialogState:
+    """The dialog state from the columns of its row, as driver SQL reads them."""
+    return DialogState(
+        flow, screen, dict(json_value(data) or {}), list(json_value(stack) or []), dict(json_value(view) or {}), nonce
+    )
+
+
 class ConversationRepository:
     """Load and save dialog state."""
 
@@ -47,12 +54,7 @@ class ConversationRepository:
         """The state, locking the row on PostgreSQL so replicas handle one user in order."""
         statement = LOAD_LOCKED if lock and self.session.bind.dialect.name == "postgresql" else LOAD
         row = (await statement.execute(self.session, transport, external_id)).first()
-        if row is None:
-            return None
-        flow, screen, data, stack, view, nonce = row
-        return DialogState(
-            flow, screen, dict(json_value(data) or {}), list(json_value(stack) or []), dict(json_value(view) or {}), nonce
-        )
+        return None if row is None else state_of(*row)
 
     async def save(self, transport: str, external_id: str, state: DialogState) -> None:
         await SAVE.execute(

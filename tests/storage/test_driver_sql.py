@@ -8,7 +8,7 @@ import threading
 from datetime import timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from dialogs.model import ExternalId
@@ -154,3 +154,40 @@ async def test_driver_sql_runs_straight_on_the_driver_of_each_backend(db):
         runner = uow.session.info[driver_sql._RUNNER]
     expected = driver_sql._SqliteRunner if db.url.startswith("sqlite") else driver_sql._AsyncpgRunner
     assert type(runner) is expected
+
+
+async def test_an_update_starts_by_claiming_it_and_loading_the_locked_state(db):
+    await journal(db.engine, "telegram", [("71", "{}")])
+    async with db.unit() as uow:
+        await uow.conversations.save("telegram", "901", DialogState("registration", "org", {"q": "Мурино"}))
+        await uow.commit()
+
+    async with db.unit() as uow:
+        assert await uow.start_update("telegram", "901", "71") == (
+            True, DialogState("registration", "org", {"q": "Мурино"}))
+        await uow.commit()
+    async with db.unit() as uow:  # the same update again: a duplicate
+        assert await uow.start_update("telegram", "901", "71") == (False, None)
+    async with db.unit() as uow:  # never journaled (a command from a test, a replayed webhook): claimable
+        assert await uow.start_update("telegram", "902", "72") == (True, None)
+        assert await uow.start_update("telegram", "902", None) == (True, None)
+
+
+async def test_the_member_id_read_at_the_start_is_forgotten_when_accounts_may_have_changed(db):
+    async with db.unit() as uow:
+        member = Member(role=Role.TEACHER, full_name="Кузнецова Мария Петровна")
+        uow.session.add(member)
+        uow.session.add(Account(transport="telegram", external_id="903", chat_id="903"))
+        await uow.commit()
+    async with db.unit() as uow:  # a statement through the session may change accounts
+        assert await uow.start_update("telegram", "903", "73") == (True, None)
+        await uow.session.execute(update(Account).where(Account.external_id == "903").values(member_id=member.id))
+        assert (await uow.accounts.member(ExternalId("telegram", "903", "903"))).full_name == "Кузнецова Мария Петровна"
+
+    async with db.unit() as uow:  # so may a flush (registration adds the account and member)
+        assert await uow.start_update("telegram", "904", "74") == (True, None)
+        newcomer = Member(role=Role.MENTOR, full_name="Орлов Илья Сергеевич")
+        uow.session.add(newcomer)
+        await uow.flush()
+        uow.session.add(Account(transport="telegram", external_id="904", chat_id="904", member_id=newcomer.id))
+        assert await uow.accounts.member(ExternalId("telegram", "904", "904")) is newcomer
