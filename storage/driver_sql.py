@@ -168,9 +168,11 @@ class DriverStatement:
             raise ValueError("one column per placeholder")
         self.sql = sql
         self.columns = list(columns)
-        self._compiled: dict[str, tuple[str, list[Any]]] = {}
+        self._compiled: dict[str, tuple[str, list[tuple[int, Any]]]] = {}
 
-    def _for(self, dialect: Dialect) -> tuple[str, list[Any]]:
+    def _for(self, dialect: Dialect) -> tuple[str, list[tuple[int, Any]]]:
+        """The text for the dialect's paramstyle, and (position, processor) of the placeholders
+        whose column type processes its values on this dialect."""
         compiled = self._compiled.get(dialect.name)
         if compiled is None:
             sql = self.sql
@@ -179,7 +181,8 @@ class DriverStatement:
                 sql = parts[0] + "".join(f"${index}{part}" for index, part in enumerate(parts[1:], 1))
             elif dialect.paramstyle != "qmark":  # the SQLite drivers take the text as written
                 raise NotImplementedError(f"driver SQL for paramstyle {dialect.paramstyle}")
-            processors = [column.type._cached_bind_processor(dialect) for column in self.columns]
+            processors = [(index, process) for index, column in enumerate(self.columns)
+                          if (process := column.type._cached_bind_processor(dialect)) is not None]
             compiled = self._compiled[dialect.name] = (sql, processors)
         return compiled
 
@@ -198,8 +201,11 @@ class DriverStatement:
         else:
             runner = await _runner_of(target)
         sql, processors = self._for(runner.dialect)
-        bound = tuple(value if process is None else process(value) for process, value in zip(processors, values))
-        return await runner.run(sql, bound)
+        if processors:
+            values = list(values)
+            for index, process in processors:
+                values[index] = process(values[index])
+        return await runner.run(sql, tuple(values))
 
 
 def many(statement_head: str, row: str, count: int, tail: str = "") -> str:
