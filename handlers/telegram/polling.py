@@ -31,12 +31,12 @@ ALLOWED = ["message", "callback_query"]
 
 # Updates handled at once. Handling is mostly database work, which SQLite does one transaction
 # at a time, so more in flight only lengthens each one's wait; a few overlap the network calls of
-# the others, and bigger getUpdates batches share one journal commit. Measured with bench.load
-# (50 users; statements in the loop's thread, driver SQL on the hot path): SQLite 6 → 377
-# updates/s, handling p99 13.5 ms (registration + questionnaire 52 ms); 8 → 430–460/s, 13 ms
-# (42–48 ms); 12 → 420/s, 23 ms (63 ms); 20 → 507/s, 30 ms (95 ms). PostgreSQL's scenario p99
-# decides: 6 → 70 ms, 8 → 50–66 ms, 12 → 115 ms (over the 100 ms target).
-CONCURRENCY = 8
+# the others, and bigger getUpdates batches share one journal statement and one getUpdates call.
+# Measured with bench.load (50 users; ratio to the echo bot, handling p99 of registration +
+# questionnaire), SQLite / PostgreSQL: 8 → 0.45–0.50, 36–43 ms / 0.40–0.41, 50 ms; 12 → 0.49–0.57,
+# 58–63 ms / 0.44–0.47, 54–72 ms; 16 → 0.56, 62 ms / 0.44, 96 ms (near the 100 ms target, and
+# over it while the PostgreSQL pool was smaller than the updates in flight: storage.db).
+CONCURRENCY = 12
 
 
 def update_id_of(raw: object) -> int:
