@@ -28,6 +28,8 @@ def split_text(text: str, limit: int, *, utf16: bool = True) -> list[str]:
     """
     if limit < 2:
         raise ValueError("limit must be at least 2")
+    if len(text) * 2 <= limit:  # fits however it is counted (a character is at most 2 units)
+        return [text]
     parts: list[str] = []
     rest = text
     while _fitting(rest, limit, utf16) < len(rest):
