@@ -13,7 +13,7 @@ import logging
 from datetime import timedelta
 
 from aiogram import Bot, Dispatcher
-from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.exceptions import ClientDecodeError, TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 from pydantic import ValidationError
@@ -179,7 +179,8 @@ class DurablePolling(Intake):
             except TelegramRetryAfter as error:
                 await self._sleep(error.retry_after)
                 continue
-            except (TelegramNetworkError, TelegramServerError, OSError) as error:
+            except (TelegramNetworkError, TelegramServerError, ClientDecodeError, OSError) as error:
+                # ClientDecodeError: not JSON at all, e.g. a proxy's HTML error page
                 log.warning("getUpdates failed (%s); retrying in %.0f s", type(error).__name__, backoff)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 30.0)

@@ -89,6 +89,13 @@ async def call_json(bot: Bot, method: type[TelegramMethod], payload: dict[str, A
     url = session.api.api_url(token=bot.token, method=method.__api_method__)
     body = json.dumps(payload, ensure_ascii=False).encode()
 
+    def called() -> TelegramMethod:
+        """The call as aiogram's model, which its exceptions carry (built only for an error)."""
+        try:
+            return method(**payload)
+        except ValueError:  # pydantic's ValidationError: keep the values as given
+            return method.model_construct(**payload)
+
     async def request() -> Any:
         client = await session.create_session()
         try:
@@ -96,9 +103,9 @@ async def call_json(bot: Bot, method: type[TelegramMethod], payload: dict[str, A
                                    timeout=session.timeout if timeout is None else timeout) as response:
                 status, content = response.status, await response.text()
         except asyncio.TimeoutError as error:
-            raise TelegramNetworkError(method=method(**payload), message="Request timeout error") from error
+            raise TelegramNetworkError(method=called(), message="Request timeout error") from error
         except ClientError as error:
-            raise TelegramNetworkError(method=method(**payload), message=f"{type(error).__name__}: {error}") from error
+            raise TelegramNetworkError(method=called(), message=f"{type(error).__name__}: {error}") from error
         try:
             answer = json.loads(content)
         except ValueError:
@@ -106,8 +113,8 @@ async def call_json(bot: Bot, method: type[TelegramMethod], payload: dict[str, A
         if status == 200 and isinstance(answer, dict) and answer.get("ok") is True:
             return answer.get("result")
         # Anything else is aiogram's to classify; it raises (TelegramRetryAfter, TelegramBadRequest…).
-        session.check_response(bot=bot, method=method(**payload), status_code=status, content=content)
-        raise TelegramNetworkError(method=method(**payload), message=f"unexpected answer (HTTP {status})")
+        session.check_response(bot=bot, method=called(), status_code=status, content=content)
+        raise TelegramNetworkError(method=called(), message=f"unexpected answer (HTTP {status})")
 
     if not retry_429:
         return await request()
