@@ -142,7 +142,11 @@ class _EngineRunner:
 
 async def _runner_of(connection: AsyncConnection):
     """How driver SQL runs on this connection: straight on the driver where we know it."""
-    pooled = await connection.get_raw_connection()
+    sync = connection.sync_connection
+    if sync is not None and not sync.closed and not sync.invalidated:
+        pooled = sync.connection  # checked out and valid: no I/O, so no greenlet hop needed
+    else:
+        pooled = await connection.get_raw_connection()
     driver = pooled.driver_connection
     if isinstance(driver, InlineConnection):
         return _SqliteRunner(connection.dialect, driver.sqlite)
