@@ -182,24 +182,15 @@ class TelegramSender:
         return await call_json(self.bot, SendMessage, payload, timeout=self._request_timeout, retry_429=False)
 
     async def _send_file(self, chat_id: int | str, msg: Outgoing):
-        markup = _tg_keyboard(msg)
-        if msg.document is not None:
-            filename, content = msg.document
-            return await self.bot.send_document(
-                chat_id,
-                BufferedInputFile(content, filename=filename),
-                caption=msg.text or None,
-                parse_mode=msg.parse_mode,
-                reply_markup=markup,
-                request_timeout=self._request_timeout,
-            )
-        filename, content = msg.photo
-        return await self.bot.send_photo(
+        """sendDocument or sendPhoto (the file is the second positional argument of both)."""
+        send = self.bot.send_document if msg.document is not None else self.bot.send_photo
+        filename, content = msg.document if msg.document is not None else msg.photo
+        return await send(
             chat_id,
             BufferedInputFile(content, filename=filename),
             caption=msg.text or None,
             parse_mode=msg.parse_mode,
-            reply_markup=markup,
+            reply_markup=_tg_keyboard(msg),
             request_timeout=self._request_timeout,
         )
 
