@@ -198,7 +198,9 @@ class DurablePolling(Intake):
                 backoff = min(backoff * 2, 30.0)
                 continue
             # Acknowledged only now, after the journal commit (a malformed update too: it is skipped).
-            offset = max(update_id_of(item) for item in updates) + 1
+            newest = max(update_id_of(item) for item in updates)
+            if newest >= 0:
+                offset = newest + 1
             for update in fresh:
                 await self._spawn(update)
 

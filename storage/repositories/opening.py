@@ -18,22 +18,26 @@ from storage.repositories.inbox import InboxRepository
 
 _I, _C, _A = InboxUpdate.__table__.c, Conversation.__table__.c, Account.__table__.c
 
-# The claim's UPDATE waits for a row another transaction holds and then finds it handled, as
-# `InboxRepository.claim` does; the statement's snapshot tells whether the row was journaled at
-# all (an update that never was is claimable, as there).
+# `ours`: the claim's UPDATE took the row, or there is no row (an update never journaled is
+# claimable, as in `InboxRepository.claim`); the UPDATE waits for a row another transaction
+# holds and then finds it handled. The state is read and locked only when the update is ours,
+# and only after the claim (its condition reads `ours`): every transaction takes the journal row
+# first, then the person's row, so two replicas given the same update cannot deadlock.
 CLAIM_AND_LOAD = DriverStatement(
     "WITH claimed AS ("
     "UPDATE inbox SET handled_at = ?, payload = NULL "
     "WHERE transport = ? AND update_id = ? AND handled_at IS NULL RETURNING 1), "
+    "decision AS ("
+    "SELECT (SELECT count(*) FROM claimed) = 1 "
+    "OR NOT EXISTS (SELECT 1 FROM inbox WHERE transport = ? AND update_id = ?) AS ours), "
     "state AS ("
     "SELECT flow, screen, data, stack, view, nonce FROM conversations "
-    "WHERE transport = ? AND external_id = ? FOR UPDATE) "
-    "SELECT (SELECT count(*) FROM claimed), "
-    "EXISTS (SELECT 1 FROM inbox WHERE transport = ? AND update_id = ?), "
+    "WHERE transport = ? AND external_id = ? AND (SELECT ours FROM decision) FOR UPDATE) "
+    "SELECT (SELECT ours FROM decision), "
     "(SELECT member_id FROM accounts WHERE transport = ? AND external_id = ?), "
     "state.flow, state.screen, state.data, state.stack, state.view, state.nonce "
     "FROM (SELECT 1) AS one LEFT JOIN state ON TRUE",
-    [_I.handled_at, _I.transport, _I.update_id, _C.transport, _C.external_id, _I.transport, _I.update_id,
+    [_I.handled_at, _I.transport, _I.update_id, _I.transport, _I.update_id, _C.transport, _C.external_id,
      _A.transport, _A.external_id],
 )
 
@@ -48,10 +52,10 @@ async def start_update(session: AsyncSession, transport: str, external_id: str,
             return False, None
         return True, await conversations.load(transport, external_id, lock=True)
     row = (await CLAIM_AND_LOAD.execute(
-        session, utcnow(), transport, update_id, transport, external_id, transport, update_id, transport, external_id,
+        session, utcnow(), transport, update_id, transport, update_id, transport, external_id, transport, external_id,
     )).first()
-    claimed_rows, journaled, member_id, *state = row
-    if claimed_rows == 0 and journaled:
+    ours, member_id, *state = row
+    if not ours:
         return False, None
     remember_member_id(session, transport, external_id, member_id)
     return True, (state_of(*state) if state[0] is not None else None)

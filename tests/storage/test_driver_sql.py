@@ -3,6 +3,7 @@ the way the rest of the code expects."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from datetime import timezone
@@ -191,3 +192,24 @@ async def test_the_member_id_read_at_the_start_is_forgotten_when_accounts_may_ha
         await uow.flush()
         uow.session.add(Account(transport="telegram", external_id="904", chat_id="904", member_id=newcomer.id))
         assert await uow.accounts.member(ExternalId("telegram", "904", "904")) is newcomer
+
+
+async def test_two_transactions_given_the_same_update_handle_it_once(db):
+    """Two replicas given the same update: the second waits for the first and then leaves it."""
+    await journal(db.engine, "telegram", [("81", "{}")])
+    async with db.unit() as uow:
+        await uow.conversations.save("telegram", "905", DialogState("registration", "org"))
+        await uow.commit()
+
+    async def second_replica():
+        async with db.unit() as uow:
+            return await uow.start_update("telegram", "905", "81")
+
+    async with db.unit() as first:
+        assert (await first.start_update("telegram", "905", "81"))[0] is True
+        second = asyncio.create_task(second_replica())
+        await asyncio.sleep(0.3)
+        assert not second.done()  # waiting for the journal row (PostgreSQL) or the connection (SQLite)
+        await first.conversations.save("telegram", "905", DialogState("registration", "role"))
+        await first.commit()
+    assert await asyncio.wait_for(second, 10) == (False, None)
