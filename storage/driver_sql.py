@@ -35,7 +35,7 @@ def _forget_connection(session: Session, _transaction) -> None:
 
 
 class DriverResult:
-    """Rows and row count of a statement run straight on `sqlite3` (the part of SQLAlchemy's
+    """Rows and row count of a statement run straight on the driver (the part of SQLAlchemy's
     cursor result the hot path uses)."""
 
     __slots__ = ("rows", "rowcount")
