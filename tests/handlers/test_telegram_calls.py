@@ -1,5 +1,6 @@
-"""The lean JSON call behind replies fails exactly as aiogram's own calls do, and delivers what it
-was given (through the Bot API emulator)."""
+"""The lean JSON calls behind getUpdates and replies deliver what they were given (through the Bot
+API emulator) and fail exactly as aiogram's own calls do; polling survives what a proxy or a
+malformed update throws at it."""
 
 from __future__ import annotations
 
