@@ -25,14 +25,16 @@ def forget_reference_cache() -> None:
     _cache.clear()
 
 
-def _cached(key: tuple):
+def cached(key: tuple):
+    """A value remembered under `key` in the last `CACHE_SECONDS` (None when there is none)."""
     hit = _cache.get(key)
     if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
         return hit[1]
     return None
 
 
-def _remember(key: tuple, value):
+def remember(key: tuple, value):
+    """Remember a value read from the database (forgotten with the rest of the cache)."""
     _cache[key] = (time.monotonic(), value)
     return value
 
@@ -53,15 +55,15 @@ class ReferenceRepository:
 
     async def municipality(self, municipality_id: int) -> Municipality | None:
         """A municipality; a recent read is reused from the cache without a query."""
-        cached = _cached(("municipality", municipality_id))
-        if cached is not None:
+        hit = cached(("municipality", municipality_id))
+        if hit is not None:
             # Into this session without a query, so it can be related to other rows here.
-            return await self.session.merge(cached, load=False)
+            return await self.session.merge(hit, load=False)
         found = await self.session.get(Municipality, municipality_id)
         if found is not None:
             copy = Municipality(**{c.key: getattr(found, c.key) for c in Municipality.__mapper__.column_attrs})
             make_transient_to_detached(copy)
-            _remember(("municipality", municipality_id), copy)
+            remember(("municipality", municipality_id), copy)
         return found
 
     async def municipality_by_code(self, code: str) -> Municipality | None:
@@ -79,7 +81,7 @@ class ReferenceRepository:
 
         The rows are read-only copies (for lists and search), not attached to the session."""
         key = ("organisations", municipality_id, kind)
-        rows = _cached(key)
+        rows = cached(key)
         if rows is None:
             statement = select(Organisation).where(Organisation.municipality_id == municipality_id)
             if kind:
@@ -88,7 +90,7 @@ class ReferenceRepository:
                 Organisation(id=row.id, municipality_id=row.municipality_id, name=row.name, kind=row.kind)
                 for row in (await self.session.execute(statement.order_by(Organisation.name))).scalars()
             ]
-            _remember(key, rows)
+            remember(key, rows)
         if query:
             needle = fold(query.strip())
             rows = [row for row in rows if needle in fold(row.name)]

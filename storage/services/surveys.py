@@ -29,6 +29,7 @@ from sqlalchemy import delete, func, insert, select
 
 from dialogs.questionnaires.schema import Question, Questionnaire, load_builtin, load_questionnaire
 from storage.models import AuditRecord, Member, Municipality, Organisation, Role
+from storage.repositories.reference import cached, remember
 from storage.models_surveys import (
     DRAFT,
     QUESTIONNAIRE,
@@ -118,12 +119,18 @@ def questionnaire_of(version: QuestionnaireVersion) -> Questionnaire:
 
 def rendered_for(version: QuestionnaireVersion, municipality: Municipality | None) -> Questionnaire:
     """The questionnaire with the municipality's names in its placeholders."""
+    return _rendered(_cache_key(version), municipality, version)
+
+
+def _rendered(key: tuple[str, int, str], municipality: Municipality | None,
+              version: QuestionnaireVersion | None = None) -> Questionnaire:
+    """`rendered_for` by the version's cache key; without the version, it must be parsed already."""
     texts = dict(municipality.texts or {}) if municipality is not None else {}
-    key = (*_cache_key(version), json.dumps(texts, sort_keys=True, ensure_ascii=False))
-    rendered = _RENDERED.get(key)
+    full_key = (*key, json.dumps(texts, sort_keys=True, ensure_ascii=False))
+    rendered = _RENDERED.get(full_key)
     if rendered is None:
-        rendered = questionnaire_of(version).rendered(texts)
-        _RENDERED[key] = rendered
+        parsed = questionnaire_of(version) if version is not None else _PARSED[key]
+        rendered = _RENDERED[full_key] = parsed.rendered(texts)
     return rendered
 
 
@@ -506,9 +513,18 @@ async def answers_of(uow: UnitOfWork, response_id: int) -> dict[str, StoredAnswe
 
 
 async def questionnaire_for_response(uow: UnitOfWork, response: SurveyResponse, member: Member) -> Questionnaire:
-    """The response's questionnaire version, with the member's municipality names filled in."""
-    version = await version_by_id(uow, response.version_id)
-    return rendered_for(version, await _municipality(uow, member.municipality_id))
+    """The response's questionnaire version, with the member's municipality names filled in.
+
+    Every step of a questionnaire asks for it. A version never changes, so which one an id names
+    is remembered, and the version's row (its whole body as JSON) is read only the first time."""
+    municipality = await _municipality(uow, member.municipality_id)
+    remembered = ("questionnaire version", response.version_id)
+    key = cached(remembered)
+    if key is None or key not in _PARSED:
+        version = await version_by_id(uow, response.version_id)
+        remember(remembered, _cache_key(version))
+        return rendered_for(version, municipality)
+    return _rendered(key, municipality)
 
 
 def _require_draft(response: SurveyResponse) -> None:
