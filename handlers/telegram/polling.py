@@ -29,14 +29,21 @@ TRANSPORT = "telegram"
 ALLOWED = ["message", "callback_query"]
 
 
-# Updates handled at once. Handling is mostly database work, which SQLite does one transaction
-# at a time, so more in flight only lengthens each one's wait; a few overlap the network calls of
-# the others, and bigger getUpdates batches share one journal statement and one getUpdates call.
-# Measured with bench.load (50 users; ratio to the echo bot, handling p99 of registration +
-# questionnaire), SQLite / PostgreSQL: 8 → 0.45–0.50, 36–43 ms / 0.40–0.41, 50 ms; 12 → 0.49–0.57,
-# 58–63 ms / 0.44–0.47, 54–72 ms; 16 → 0.56, 62 ms / 0.44, 96 ms (near the 100 ms target, and
-# over it while the PostgreSQL pool was smaller than the updates in flight: storage.db).
-CONCURRENCY = 12
+# Updates handled at once, by database. Handling is mostly database work; a few updates in flight
+# overlap each other's network calls, and bigger getUpdates batches share one journal statement and
+# one getUpdates call, but each update waits longer. Measured with bench.load (50 users; ratio to
+# the echo bot; handling p99 of registration + questionnaire, whose steps cost 5–7 ms of CPU):
+#   SQLite      8 → 0.45–0.50, 36–43 ms; 12 → 0.49–0.59, 56–73 ms; 16 → 0.56, 62 ms
+#   PostgreSQL  8 → 0.40–0.45, 50 ms;    10 → 0.45, 79 ms;    12 → 0.44–0.48, 54–98 ms
+# PostgreSQL's registration p99 decides there (target < 100 ms); its pool holds more connections
+# than updates in flight (storage.db), or overflow connections are opened and closed all along.
+CONCURRENCY = {"sqlite": 12, "postgresql": 8}
+DEFAULT_CONCURRENCY = 8
+
+
+def concurrency_for(db: Database) -> int:
+    """How many updates to handle at once on this database."""
+    return CONCURRENCY.get(db.sessions.kw["bind"].dialect.name, DEFAULT_CONCURRENCY)
 
 
 def update_id_of(raw: object) -> int:
@@ -49,11 +56,11 @@ class Intake:
     """Journal incoming updates, then handle them as tasks (concurrently across users, in order
     per user: the engine serialises each person's updates)."""
 
-    def __init__(self, bot: Bot, dispatcher: Dispatcher, db: Database, *, concurrency: int = CONCURRENCY) -> None:
+    def __init__(self, bot: Bot, dispatcher: Dispatcher, db: Database, *, concurrency: int | None = None) -> None:
         self.bot = bot
         self.dispatcher = dispatcher
         self.db = db
-        self.concurrency = concurrency
+        self.concurrency = concurrency = concurrency if concurrency is not None else concurrency_for(db)
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task] = set()
         self._in_flight: set[str] = set()  # update ids being handled by this process
@@ -152,7 +159,7 @@ class DurablePolling(Intake):
     """
 
     def __init__(self, bot: Bot, dispatcher: Dispatcher, db: Database, *, timeout: int = 25,
-                 concurrency: int = CONCURRENCY) -> None:
+                 concurrency: int | None = None) -> None:
         super().__init__(bot, dispatcher, db, concurrency=concurrency)
         self.timeout = timeout
 
