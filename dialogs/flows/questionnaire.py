@@ -126,6 +126,7 @@ class Here:
     response: SurveyResponse
     questionnaire: Questionnaire
     answers: dict[str, S.StoredAnswer]
+    noted: bool = False  # `answers` already has the answer `save` just wrote (no need to read them again)
 
     @property
     def total(self) -> int:
@@ -135,7 +136,9 @@ class Here:
 async def here(ctx: Ctx, *, fresh: bool = False) -> Here:
     """Load (once per event, or again after a save) the response in ctx.data["rid"]."""
     cached: Here | None = getattr(ctx, "_survey_here", None)
-    if cached is not None and not fresh:
+    if cached is not None and (not fresh or cached.noted):
+        if fresh:
+            cached.noted = False
         return cached
     member = await ctx.member()
     if member is None or "rid" not in ctx.data:
@@ -217,11 +220,13 @@ async def save(ctx: Ctx, value, other_text: str | None = None) -> str | None:
     state = await here(ctx)
     question = current_question(ctx, state)
     try:
-        await S.save_answer(ctx.uow, state.response, state.questionnaire, question.code, value, other_text,
-                            now=ctx.now, today=ctx.now.date())
+        answer = await S.save_answer(ctx.uow, state.response, state.questionnaire, question.code, value, other_text,
+                                     now=ctx.now, today=ctx.now.date(), answers=state.answers)
     except S.InvalidAnswer as error:
         ctx.say(error_text(error, question))
         return None
+    state.answers[question.code] = answer
+    state.noted = True
     return await advance(ctx)
 
 

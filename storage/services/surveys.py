@@ -561,11 +561,14 @@ async def save_answer(
     *,
     now: datetime,
     today: date | None = None,
+    answers: Mapping[str, StoredAnswer] | None = None,
 ) -> StoredAnswer:
-    """Validate an answer against its question and save it (replacing an earlier one)."""
+    """Validate an answer against its question and save it (replacing an earlier one).
+    `answers`: the response's answers as the caller read them in this transaction, if it did."""
     _require_draft(response)
     question = questionnaire.question(question_code)
-    answers = await answers_of(uow, response.id)
+    if answers is None:
+        answers = await answers_of(uow, response.id)
     if question.code not in {q.code for q in applicable(questionnaire, answers)}:
         raise InvalidAnswer("not_applicable")
     answer = check_answer(question, value, other_text, today=today or now.date())
