@@ -21,6 +21,16 @@ from tests.handlers.vk.conftest import VkPerson
 USER = 300_101
 
 
+async def start_handle_one_and_stop(vk_client, engine, db) -> None:
+    """A fresh adapter, as after a restart: start it, wait until it has handled one event, stop."""
+    adapter = VkAdapter(vk_client, engine, db, wait=0.2)
+    await adapter.start()
+    try:
+        await adapter.wait_processed(1)
+    finally:
+        await adapter.stop()
+
+
 @pytest.mark.parametrize("code", [1, 2, 3])
 async def test_a_long_poll_failed_answer_is_survived(vk_person, fake, code):
     person = vk_person(USER)
@@ -104,12 +114,7 @@ async def test_messages_sent_while_the_bot_was_down_are_fetched_at_the_next_star
     assert saved is not None and int(saved) > 1
 
     await fake.user_writes(USER, "/help")  # nobody polls now: VK keeps it
-    restarted = VkAdapter(vk_client, engine, db, wait=0.2)
-    await restarted.start()
-    try:
-        await restarted.wait_processed(1)
-    finally:
-        await restarted.stop()
+    await start_handle_one_and_stop(vk_client, engine, db)
 
     texts = [message["text"] for message in fake.messages_to(USER)]
     assert texts[0].startswith("Здравствуйте!")
@@ -196,13 +201,8 @@ async def test_an_event_journaled_before_a_crash_is_handled_at_the_next_start(fa
     async with db.unit() as uow:
         await uow.inbox.record("vk", "crashed-1", json.dumps(raw))
         await uow.commit()
-    adapter = VkAdapter(vk_client, engine, db, wait=0.2)
 
-    await adapter.start()
-    try:
-        await adapter.wait_processed(1)
-    finally:
-        await adapter.stop()
+    await start_handle_one_and_stop(vk_client, engine, db)
 
     assert fake.last_message_to(USER)["text"].startswith("Здравствуйте!")
     async with db.unit() as uow:
@@ -279,12 +279,7 @@ async def test_events_fetched_during_shutdown_are_journaled_and_handled_at_the_n
     async with db.unit() as uow:
         assert [update_id for update_id, _ in await uow.inbox.pending("vk")] == [fake.events[0]["event_id"]]
 
-    restarted = VkAdapter(vk_client, engine, db, wait=0.2)
-    await restarted.start()
-    try:
-        await restarted.wait_processed(1)
-    finally:
-        await restarted.stop()
+    await start_handle_one_and_stop(vk_client, engine, db)
     assert fake.last_message_to(USER)["text"].startswith("Здравствуйте!")
 
 
