@@ -31,7 +31,7 @@ class UnitOfWork:
     async def start_update(self, transport: str, external_id: str,
                            update_id: str | None) -> tuple[bool, DialogState | None]:
         """Claim an update and load the person's dialog state, locked (see `storage.repositories.opening`)."""
-        return await start_update(self.session, transport, external_id, update_id)
+        return await start_update(self, transport, external_id, update_id)
 
     @property
     def dialect(self) -> str:

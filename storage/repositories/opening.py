@@ -8,15 +8,18 @@ event loop a send, a wake-up and a parse, and they were most of an update's CPU 
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import TYPE_CHECKING
 
 from storage.driver_sql import DriverStatement
-from storage.models import Account, Conversation, InboxUpdate, utcnow
-from storage.repositories.accounts import remember_member_id
-from storage.repositories.conversations import ConversationRepository, DialogState, state_of
-from storage.repositories.inbox import InboxRepository
+from storage.models import InboxUpdate, utcnow
+from storage.repositories.accounts import MEMBER_ID, remember_member_id
+from storage.repositories.conversations import LOAD, DialogState, state_of
+from storage.repositories.inbox import CLAIM
 
-_I, _C, _A = InboxUpdate.__table__.c, Conversation.__table__.c, Account.__table__.c
+if TYPE_CHECKING:
+    from storage.unit_of_work import UnitOfWork
+
+_I = InboxUpdate.__table__.c
 
 # `ours`: the claim's UPDATE took the row, or there is no row (an update never journaled is
 # claimable, as in `InboxRepository.claim`); the UPDATE waits for a row another transaction
@@ -24,38 +27,31 @@ _I, _C, _A = InboxUpdate.__table__.c, Conversation.__table__.c, Account.__table_
 # and only after the claim (its condition reads `ours`): every transaction takes the journal row
 # first, then the person's row, so two replicas given the same update cannot deadlock.
 CLAIM_AND_LOAD = DriverStatement(
-    "WITH claimed AS ("
-    "UPDATE inbox SET handled_at = ?, payload = NULL "
-    "WHERE transport = ? AND update_id = ? AND handled_at IS NULL RETURNING 1), "
+    f"WITH claimed AS ({CLAIM.sql} RETURNING 1), "
     "decision AS ("
     "SELECT (SELECT count(*) FROM claimed) = 1 "
     "OR NOT EXISTS (SELECT 1 FROM inbox WHERE transport = ? AND update_id = ?) AS ours), "
-    "state AS ("
-    "SELECT flow, screen, data, stack, view, nonce FROM conversations "
-    "WHERE transport = ? AND external_id = ? AND (SELECT ours FROM decision) FOR UPDATE) "
-    "SELECT (SELECT ours FROM decision), "
-    "(SELECT member_id FROM accounts WHERE transport = ? AND external_id = ?), "
+    f"state AS ({LOAD.sql} AND (SELECT ours FROM decision) FOR UPDATE) "
+    f"SELECT (SELECT ours FROM decision), ({MEMBER_ID.sql}), "
     "state.flow, state.screen, state.data, state.stack, state.view, state.nonce "
     "FROM (SELECT 1) AS one LEFT JOIN state ON TRUE",
-    [_I.handled_at, _I.transport, _I.update_id, _I.transport, _I.update_id, _C.transport, _C.external_id,
-     _A.transport, _A.external_id],
+    [*CLAIM.columns, _I.transport, _I.update_id, *LOAD.columns, *MEMBER_ID.columns],
 )
 
 
-async def start_update(session: AsyncSession, transport: str, external_id: str,
+async def start_update(uow: UnitOfWork, transport: str, external_id: str,
                        update_id: str | None) -> tuple[bool, DialogState | None]:
     """(whether this transaction claimed the update, the person's dialog state locked for it).
     Without an update id there is nothing to claim: only the state is loaded."""
-    conversations = ConversationRepository(session)
-    if update_id is None or session.bind.dialect.name != "postgresql":
-        if update_id is not None and not await InboxRepository(session).claim(transport, update_id):
+    if update_id is None or uow.dialect != "postgresql":
+        if update_id is not None and not await uow.inbox.claim(transport, update_id):
             return False, None
-        return True, await conversations.load(transport, external_id, lock=True)
+        return True, await uow.conversations.load(transport, external_id, lock=True)
     row = (await CLAIM_AND_LOAD.execute(
-        session, utcnow(), transport, update_id, transport, update_id, transport, external_id, transport, external_id,
+        uow.session, utcnow(), transport, update_id, transport, update_id, transport, external_id, transport, external_id,
     )).first()
     ours, member_id, *state = row
     if not ours:
         return False, None
-    remember_member_id(session, transport, external_id, member_id)
+    remember_member_id(uow.session, transport, external_id, member_id)
     return True, (state_of(*state) if state[0] is not None else None)
