@@ -126,7 +126,6 @@ class Here:
     response: SurveyResponse
     questionnaire: Questionnaire
     answers: dict[str, S.StoredAnswer]
-    noted: bool = False  # `answers` already has the answer `save` just wrote (no need to read them again)
 
     @property
     def total(self) -> int:
@@ -136,9 +135,7 @@ class Here:
 async def here(ctx: Ctx, *, fresh: bool = False) -> Here:
     """Load (once per event, or again after a save) the response in ctx.data["rid"]."""
     cached: Here | None = getattr(ctx, "_survey_here", None)
-    if cached is not None and (not fresh or cached.noted):
-        if fresh:
-            cached.noted = False
+    if cached is not None and not fresh:
         return cached
     member = await ctx.member()
     if member is None or "rid" not in ctx.data:
@@ -184,9 +181,10 @@ async def to_review(ctx: Ctx) -> str:
     return "review"
 
 
-async def advance(ctx: Ctx) -> str:
-    """After an answer: the next question, or back to the review after an edit."""
-    state = await here(ctx, fresh=True)
+async def advance(ctx: Ctx, *, fresh: bool = True) -> str:
+    """After an answer: the next question, or back to the review after an edit. `fresh=False`:
+    the answers already read hold the one just saved (see `save`)."""
+    state = await here(ctx, fresh=fresh)
     if ctx.data.get("ret") != "review":
         following = S.next_question(state.questionnaire, state.answers, ctx.data.get("q"))
         if following is not None:
@@ -226,8 +224,7 @@ async def save(ctx: Ctx, value, other_text: str | None = None) -> str | None:
         ctx.say(error_text(error, question))
         return None
     state.answers[question.code] = answer
-    state.noted = True
-    return await advance(ctx)
+    return await advance(ctx, fresh=False)
 
 
 def guarded(action):
