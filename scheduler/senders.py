@@ -42,10 +42,9 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.methods import SendMessage
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
 
-from handlers.telegram.session import call_json
+from handlers.telegram.render import inline_keyboard, send_text
 from scheduler.broadcaster import (
     Fatal,
     Outgoing,
@@ -171,15 +170,10 @@ class TelegramSender:
             raise error from exc
 
     async def _send_text(self, chat_id: int | str, msg: Outgoing) -> dict:
-        """sendMessage through the lean JSON call the replies use (`handlers.telegram.session`);
-        a 429 reaches the broadcaster, which pauses the transport."""
-        payload: dict = {"chat_id": chat_id, "text": msg.text}
-        if msg.parse_mode:
-            payload["parse_mode"] = msg.parse_mode
-        if msg.buttons:
-            payload["reply_markup"] = {"inline_keyboard": [
-                [{"text": label, "callback_data": data} for label, data in row] for row in msg.buttons]}
-        return await call_json(self.bot, SendMessage, payload, timeout=self._request_timeout, retry_429=False)
+        """sendMessage through the lean JSON call the replies use; a 429 reaches the broadcaster,
+        which pauses the transport."""
+        return await send_text(self.bot, chat_id, msg.text, inline_keyboard(msg.buttons), parse_mode=msg.parse_mode,
+                               timeout=self._request_timeout, retry_429=False)
 
     async def _send_file(self, chat_id: int | str, msg: Outgoing):
         """sendDocument or sendPhoto (the file is the second positional argument of both)."""

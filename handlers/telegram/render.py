@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from aiogram import Bot
@@ -16,21 +17,27 @@ TEXT_LIMIT = 4096  # https://core.telegram.org/bots/api#sendmessage
 CAPTION_LIMIT = 1024
 
 
+def inline_keyboard(rows: Iterable[Iterable[tuple[str, str]]]) -> dict[str, Any] | None:
+    """Rows of (label, callback data) as the Bot API's inline keyboard JSON (None for no rows)."""
+    keyboard = [[{"text": label, "callback_data": data} for label, data in row] for row in rows]
+    return {"inline_keyboard": keyboard} if keyboard else None
+
+
 def keyboard(message: OutMessage) -> dict[str, Any] | None:
-    """Rows of inline buttons as the Bot API's JSON; tokens are short (well under Telegram's
-    64-byte callback_data)."""
-    if not message.buttons:
-        return None
-    return {"inline_keyboard": [[{"text": button.label, "callback_data": button.token} for button in row]
-                                for row in message.buttons]}
+    """A message's buttons; tokens are short (well under Telegram's 64-byte callback_data)."""
+    return inline_keyboard([(button.label, button.token) for button in row] for row in message.buttons)
 
 
-async def send_text(bot: Bot, chat_id: int | str, text: str, markup: dict[str, Any] | None = None) -> None:
-    """sendMessage as plain text (no parse mode), through the lean JSON call (see `call_json`)."""
+async def send_text(bot: Bot, chat_id: int | str, text: str, markup: dict[str, Any] | None = None, *,
+                    parse_mode: str | None = None, timeout: float | None = None, retry_429: bool = True) -> Any:
+    """sendMessage through the lean JSON call (see `call_json`); plain text unless `parse_mode`.
+    Returns the sent message as the Bot API's JSON."""
     payload: dict[str, Any] = {"chat_id": chat_id, "text": text}
+    if parse_mode:
+        payload["parse_mode"] = parse_mode
     if markup is not None:
         payload["reply_markup"] = markup
-    await call_json(bot, SendMessage, payload)
+    return await call_json(bot, SendMessage, payload, timeout=timeout, retry_429=retry_429)
 
 
 async def send_reply(bot: Bot, chat_id: int | str, reply: Reply) -> None:
