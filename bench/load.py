@@ -59,6 +59,7 @@ import importlib
 import logging
 import os
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -540,17 +541,11 @@ class Throughput:
     @property
     def ratio(self) -> float:
         """The median of the rounds' ratios: a burst of load from elsewhere spoils one round, not all."""
-        return median(self.ratios)
+        return statistics.median(self.ratios)
 
     @property
     def same_reply_ratio(self) -> float:
-        return median(self.same_reply_ratios)
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+        return statistics.median(self.same_reply_ratios)
 
 
 async def run_ours(emulator: TelegramEmulator, url: str, users: int, per_user: int, rounds: int,
