@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from pathlib import Path
 
@@ -99,14 +98,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection) -> None:
-        driver = connection.connection.driver_connection
-        if not isinstance(driver, InlineConnection):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-            return
-        try:
-            driver.begin_immediate()
-        except sqlite3.Error as error:  # as SQLAlchemy would raise it (the engine's "try again" needs that)
-            raise exc.DBAPIError.instance("BEGIN IMMEDIATE", (), error, sqlite3.Error) from error
+        inline: InlineConnection = connection.connection.driver_connection  # the engine's creator makes these
+        inline.begin_immediate()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

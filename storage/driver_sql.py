@@ -22,6 +22,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
+from storage import sqlite_inline
 from storage.sqlite_inline import InlineConnection
 
 _CONNECTION = "driver_sql.connection"
@@ -64,11 +65,7 @@ class _SqliteRunner:
         self.raw = raw
 
     async def run(self, sql: str, bound: tuple) -> DriverResult:
-        try:
-            cursor = self.raw.execute(sql, bound)
-            return DriverResult(cursor.fetchall(), cursor.rowcount)
-        except sqlite3.Error as error:
-            raise exc.DBAPIError.instance(sql, bound, error, sqlite3.Error) from error
+        return DriverResult(*sqlite_inline.execute(self.raw, sql, bound))
 
 
 class _AsyncpgRunner:

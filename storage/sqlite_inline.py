@@ -20,6 +20,19 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Iterable
 
+from sqlalchemy import exc
+
+
+def execute(connection: sqlite3.Connection, sql: str, parameters: Any = ()) -> tuple[list[Any], int]:
+    """A statement straight on `sqlite3`: (all its rows, its row count). Errors are raised as
+    SQLAlchemy's (`IntegrityError`, `OperationalError`…), as from the engine: the dialog engine's
+    "try again" depends on that."""
+    try:
+        cursor = connection.execute(sql, parameters)
+        return cursor.fetchall(), cursor.rowcount
+    except sqlite3.Error as error:
+        raise exc.DBAPIError.instance(sql, parameters, error, sqlite3.Error) from error
+
 
 class InlineCursor:
     """An aiosqlite-like cursor over a `sqlite3` cursor."""
@@ -110,7 +123,7 @@ class InlineConnection:
     def begin_immediate(self) -> None:
         """BEGIN IMMEDIATE straight on the driver (called from SQLAlchemy's begin event, where a
         statement through the engine costs ten times more than the statement)."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        execute(self._conn, "BEGIN IMMEDIATE")
 
     def cursor(self) -> InlineCursor:
         return InlineCursor(self._conn.cursor())
