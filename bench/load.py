@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m bench.load [--postgres URL] [--users 50] [--updates 5000] [--rounds 5] [--profile FILE [--profile-phase scenario]]
+    .venv/bin/python -m bench.load [--postgres URL] [--users 50] [--updates 5000] [--rounds 5] [--profile FILE [--profile-phase scenario] [--profile-backend PostgreSQL]]
     .venv/bin/python -m bench.load --breakdown 300 [--postgres URL]   # CPU per stage, one user; CPU per SQL statement by layer
 
 One emulator process (npm `telegram-test-api` with our fixes) serves everything. For each backend
@@ -685,7 +685,7 @@ async def run(args: argparse.Namespace) -> int:
             started = time.perf_counter()
             async with contextlib.AsyncExitStack() as stack:
                 url = await fresh_database(stack, admin_url)
-                profile = args.profile if (args.profile and label == "SQLite") else None
+                profile = args.profile if (args.profile and label == args.profile_backend) else None
                 story, compared = await run_ours(emulator, url, args.users, per_user, args.rounds, profile,
                                                  args.profile_phase)
             echo, throughput, ratio = compared.echo, compared.ours, compared.ratio
@@ -780,7 +780,8 @@ STAGES = [
     ("handlers.telegram.polling", "Intake._journal", "journal: batch glue"),
     ("storage.repositories.inbox", "InboxRepository.record", "journal: inbox INSERT"),
     ("dialogs.engine", "DialogEngine._handle_locked", "engine: unit-of-work glue"),
-    ("storage.unit_of_work", "UnitOfWork.start_update", "engine: claim + state SELECT"),
+    ("storage.unit_of_work", "UnitOfWork.start_update", "engine: start (state SELECT; SQLite: + claim)"),
+    ("storage.unit_of_work", "UnitOfWork.finish_update", "engine: finish (state save + claim; SQLite: save)"),
     ("storage.repositories.inbox", "InboxRepository.is_handled", "engine: inbox SELECT (is handled?)"),
     ("storage.repositories.inbox", "InboxRepository.mark_handled", "engine: inbox UPDATE (handled)"),
     ("storage.repositories.conversations", "ConversationRepository.load", "engine: state SELECT"),
@@ -962,7 +963,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--updates", type=int, default=5000, help="updates in each throughput run")
     parser.add_argument("--rounds", type=int, default=5,
                         help="alternating echo/ours throughput rounds the updates are split into (median ratio)")
-    parser.add_argument("--profile", type=Path, help="cProfile a phase of our bot's SQLite run into this file")
+    parser.add_argument("--profile", type=Path, help="cProfile a phase of our bot's run into this file")
+    parser.add_argument("--profile-backend", choices=["SQLite", "PostgreSQL"], default="SQLite",
+                        help="which backend's run --profile covers (default: SQLite)")
     parser.add_argument("--profile-phase", choices=["throughput", "scenario"], default="throughput",
                         help="which phase --profile covers (default: throughput)")
     parser.add_argument("--breakdown", type=int, metavar="N",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dialogs import model as m
@@ -25,6 +25,7 @@ from dialogs.context import Ctx
 from dialogs.flows import texts as T
 from storage.models import utcnow
 from storage.repositories.conversations import DialogState
+from storage.repositories.handling import Outcome
 from storage.unit_of_work import Database
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,20 @@ Reply = m.Reply
 
 NONCE_ALPHABET = string.ascii_lowercase + string.digits
 MAX_REDIRECTS = 20
+# Handlings of one update when replicas race over one person (see `storage.repositories.handling`):
+# a changed state, or a deadlock, a serialization failure or a duplicate key from the other's writes.
+ATTEMPTS = 4
+_RACE_SQLSTATES = {"40P01", "40001"}
+
+
+class Conflict(Exception):
+    """The person's state kept changing under an update: the person is asked to try again."""
+
+
+def _race(error: DBAPIError) -> bool:
+    """Whether a database error may come from another replica's concurrent writes for the same
+    person (handling the update again settles it) rather than from the database being down."""
+    return isinstance(error, IntegrityError) or getattr(error.orig, "sqlstate", None) in _RACE_SQLSTATES
 
 
 @dataclass(frozen=True)
@@ -113,19 +128,19 @@ class DialogEngine:
 
     async def _handle_locked(self, who: m.ExternalId, event: m.Event, update_id: str | None) -> Reply:
         try:
-            async with self.db.unit() as uow:
-                claimed, state = await uow.start_update(who.transport, who.user_id, update_id)
-                if not claimed:
-                    return Reply()
-                ctx = Ctx(who=who, data={}, uow=uow, now=self.clock(), config=self.config)
-                run = _Run(self, ctx)
-                reply = await run.dispatch(state, event)
-                ctx.touch()
-                await uow.conversations.save(who.transport, who.user_id, run.state)
-                await uow.commit()
-                return reply
-        except (OperationalError, DBAPIError, PoolTimeout, ConnectionError, OSError) as error:
-            log.warning("storage unavailable while handling an update: %s", type(error).__name__)
+            for attempt in range(1, ATTEMPTS + 1):
+                try:
+                    reply = await self._attempt(who, event, update_id)
+                except (IntegrityError, DBAPIError) as error:
+                    if attempt == ATTEMPTS or not _race(error):
+                        raise
+                    continue
+                if reply is not None:
+                    return reply
+            log.warning("an update from %s:%s conflicted %d times", who.transport, _masked(who.user_id), ATTEMPTS)
+            raise Conflict
+        except (Conflict, OperationalError, DBAPIError, PoolTimeout, ConnectionError, OSError) as error:
+            log.warning("could not store an update (storage unavailable or contended): %s", type(error).__name__)
             if update_id is not None:
                 self.deferred.add((who.transport, update_id))
             return Reply(messages=[m.OutMessage(T.TRY_AGAIN)])
@@ -133,6 +148,25 @@ class DialogEngine:
             log.exception("update from %s:%s failed", who.transport, _masked(who.user_id))
             await self._mark_handled_after_failure(who, update_id)
             return Reply(messages=[m.OutMessage(T.SOMETHING_WRONG)])
+
+    async def _attempt(self, who: m.ExternalId, event: m.Event, update_id: str | None) -> Reply | None:
+        """Handle the update once: its reply, or None when another replica changed the person's
+        state meanwhile (nothing was stored; run again over the new state)."""
+        async with self.db.unit() as uow:
+            start = await uow.start_update(who.transport, who.user_id, update_id)
+            if not start.ours:
+                return Reply()
+            ctx = Ctx(who=who, data={}, uow=uow, now=self.clock(), config=self.config)
+            run = _Run(self, ctx)
+            reply = await run.dispatch(start.state, event)
+            ctx.touch()
+            outcome = await uow.finish_update(who.transport, who.user_id, update_id, run.state, start)
+            if outcome is Outcome.CONFLICT:
+                return None
+            if outcome is Outcome.DUPLICATE:
+                return Reply()
+            await uow.commit()
+            return reply
 
     async def settle_deferred(self) -> int:
         """Mark handled the updates answered with "try again" while storage was down, once it is

@@ -64,8 +64,11 @@ class _SqliteRunner:
         self.dialect = dialect
         self.raw = raw
 
-    async def run(self, sql: str, bound: tuple) -> DriverResult:
+    async def run(self, sql: str, bound: tuple, standalone: bool = False) -> DriverResult:
         return DriverResult(*sqlite_inline.execute(self.raw, sql, bound))
+
+    def in_transaction(self) -> bool:
+        return self.raw.in_transaction
 
 
 class _AsyncpgRunner:
@@ -89,12 +92,15 @@ class _AsyncpgRunner:
             "_execute_mutex", "_transaction", "_start_transaction", "_prepare", "_invalidate_schema_cache_asof",
             "_handle_exception"))
 
-    async def run(self, sql: str, bound: tuple) -> DriverResult:
+    async def run(self, sql: str, bound: tuple, standalone: bool = False) -> DriverResult:
         adapter = self.adapter
         try:
             async with adapter._execute_mutex:
-                # On a connection SQLAlchemy has not begun, the statement is its own transaction.
-                if adapter._transaction is None and self.connection.in_transaction():
+                # The adapter sends BEGIN lazily, before the first statement of the transaction
+                # SQLAlchemy began. A standalone statement does not need it: until another
+                # statement starts the transaction, it runs as a transaction of its own (as does
+                # any statement on a connection SQLAlchemy has not begun).
+                if adapter._transaction is None and not standalone and self.connection.in_transaction():
                     await adapter._start_transaction()
                 prepared, _ = await adapter._prepare(sql, adapter._invalidate_schema_cache_asof)
                 rows = await prepared.fetch(*bound)
@@ -103,6 +109,9 @@ class _AsyncpgRunner:
             raise await self._translated(sql, bound, error) from error
         matched = self._STATUS.match(status)
         return DriverResult(rows, int(matched.group(1)) if matched else -1)
+
+    def in_transaction(self) -> bool:
+        return self.adapter._transaction is not None
 
     async def _translated(self, sql: str, bound: tuple, error: Exception) -> Exception:
         dialect = self.dialect
@@ -130,11 +139,14 @@ class _EngineRunner:
         self.dialect = connection.dialect
         self.connection = connection
 
-    async def run(self, sql: str, bound: tuple):
+    async def run(self, sql: str, bound: tuple, standalone: bool = False):
         if self.connection.in_transaction():
             return await self.connection.exec_driver_sql(sql, bound)
         async with self.connection.begin():  # not begun: the statement is its own transaction
             return await self.connection.exec_driver_sql(sql, bound)
+
+    def in_transaction(self) -> bool:
+        return self.connection.in_transaction()
 
 
 async def _runner_of(connection: AsyncConnection):
@@ -161,14 +173,28 @@ async def connection_of(session: AsyncSession) -> AsyncConnection:
     return connection
 
 
-class DriverStatement:
-    """One statement in `?` style; `columns` name the column each placeholder binds to."""
+def nothing_to_commit(session: AsyncSession) -> bool:
+    """Whether a commit of the session would send nothing: no ORM change is pending and the
+    driver holds no transaction (only standalone statements ran, each committed on its own).
+    Skipping such a commit saves SQLAlchemy's commit machinery, about 0.1 ms of CPU."""
+    runner = session.info.get(_RUNNER)
+    return (runner is not None and not runner.in_transaction()
+            and not (session.new or session.dirty or session.deleted))
 
-    def __init__(self, sql: str, columns: Sequence[Column]) -> None:
+
+class DriverStatement:
+    """One statement in `?` style; `columns` name the column each placeholder binds to.
+
+    A `standalone` statement is correct on its own as well as inside the unit's transaction: on
+    PostgreSQL, when the unit has run nothing else yet, it runs without BEGIN and COMMIT round
+    trips (each costs the event loop about as much CPU as the statement itself)."""
+
+    def __init__(self, sql: str, columns: Sequence[Column], *, standalone: bool = False) -> None:
         if sql.count("?") != len(columns):
             raise ValueError("one column per placeholder")
         self.sql = sql
         self.columns = list(columns)
+        self.standalone = standalone
         self._compiled: dict[str, tuple[str, list[tuple[int, Any]]]] = {}
 
     def _for(self, dialect: Dialect) -> tuple[str, list[tuple[int, Any]]]:
@@ -206,7 +232,7 @@ class DriverStatement:
             values = list(values)
             for index, process in processors:
                 values[index] = process(values[index])
-        return await runner.run(sql, tuple(values))
+        return await runner.run(sql, tuple(values), self.standalone)
 
 
 def many(statement_head: str, row: str, count: int, tail: str = "") -> str:

@@ -211,6 +211,9 @@ class Conversation(Base):
     view: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     nonce: Mapped[str] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Raised by every save; on PostgreSQL a save applies only over the version its update read
+    # (see `storage.repositories.handling`).
+    version: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class ChannelCursor(Base):

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.driver_sql import nothing_to_commit
 from storage.repositories.accounts import AccountRepository
 from storage.repositories.conversations import ConversationRepository
-from storage.repositories.inbox import InboxRepository
 from storage.repositories.conversations import DialogState
+from storage.repositories.handling import Outcome, Start, finish_update, start_update
+from storage.repositories.inbox import InboxRepository
 from storage.repositories.members import MemberRepository
-from storage.repositories.opening import start_update
 from storage.repositories.reference import ReferenceRepository
 
 
@@ -28,16 +29,24 @@ class UnitOfWork:
         self.conversations = ConversationRepository(session)
         self.inbox = InboxRepository(session)
 
-    async def start_update(self, transport: str, external_id: str,
-                           update_id: str | None) -> tuple[bool, DialogState | None]:
-        """Claim an update and load the person's dialog state, locked (see `storage.repositories.opening`)."""
+    async def start_update(self, transport: str, external_id: str, update_id: str | None) -> Start:
+        """Whether the update is still to be handled, and the person's dialog state
+        (see `storage.repositories.handling`)."""
         return await start_update(self, transport, external_id, update_id)
+
+    async def finish_update(self, transport: str, external_id: str, update_id: str | None,
+                            state: DialogState, start: Start) -> Outcome:
+        """Save the state an update produced and mark the update handled, unless someone else
+        handled it or changed the state meanwhile; commit after `Outcome.SAVED`."""
+        return await finish_update(self, transport, external_id, update_id, state, start)
 
     @property
     def dialect(self) -> str:
         return self.session.bind.dialect.name
 
     async def commit(self) -> None:
+        if nothing_to_commit(self.session):
+            return  # each statement was a transaction of its own; closing the unit ends the rest
         await self.session.commit()
 
     async def rollback(self) -> None:

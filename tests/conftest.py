@@ -26,6 +26,7 @@ def pytest_addoption(parser) -> None:
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "sqlite_only: the test is about the SQLite driver; not run on PostgreSQL")
+    config.addinivalue_line("markers", "postgres_only: the test is about PostgreSQL's concurrency; not run on SQLite")
     if os.environ.get("CI") and not config.getoption("--postgres"):
         raise pytest.UsageError("CI must run the PostgreSQL tests: pass --postgres or set TEST_POSTGRES_URL")
 
@@ -47,8 +48,9 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 def pytest_generate_tests(metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        backends = ["sqlite"]
-        if metafunc.config.getoption("--postgres") and not metafunc.definition.get_closest_marker("sqlite_only"):
+        marked = metafunc.definition.get_closest_marker
+        backends = [] if marked("postgres_only") else ["sqlite"]
+        if metafunc.config.getoption("--postgres") and not marked("sqlite_only"):
             backends.append("postgres")
         metafunc.parametrize("backend", backends)
 

@@ -17,7 +17,7 @@ _KNOWN_MEMBER_IDS = "accounts.known_member_ids"
 
 def remember_member_id(session: AsyncSession, transport: str, external_id: str, member_id: int | None) -> None:
     """Note the member id of an account read in this transaction by another statement (the
-    update's opening statement reads it with the dialog state): `member()` then needs no query.
+    update's start statement reads it with the dialog state): `member()` then needs no query.
     Forgotten at any flush or ORM statement of the session, either of which may change it."""
     session.info[_KNOWN_MEMBER_IDS] = {(transport, external_id): member_id}
 

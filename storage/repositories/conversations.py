@@ -13,16 +13,24 @@ from storage.models import Conversation, utcnow
 
 TABLE = Conversation.__table__
 _C = TABLE.c
-_LOAD = "SELECT flow, screen, data, stack, view, nonce FROM conversations WHERE transport = ? AND external_id = ?"
-LOAD = DriverStatement(_LOAD, [_C.transport, _C.external_id])
-LOAD_LOCKED = DriverStatement(_LOAD + " FOR UPDATE", [_C.transport, _C.external_id])
-SAVE = DriverStatement(
-    "INSERT INTO conversations (transport, external_id, flow, screen, data, stack, view, nonce, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (transport, external_id) DO UPDATE SET "
-    "flow = excluded.flow, screen = excluded.screen, data = excluded.data, stack = excluded.stack, "
-    "view = excluded.view, nonce = excluded.nonce, updated_at = excluded.updated_at",
-    [_C.transport, _C.external_id, _C.flow, _C.screen, _C.data, _C.stack, _C.view, _C.nonce, _C.updated_at],
+LOAD = DriverStatement(
+    "SELECT flow, screen, data, stack, view, nonce, version FROM conversations WHERE transport = ? AND external_id = ?",
+    [_C.transport, _C.external_id],
 )
+SAVED = [_C.transport, _C.external_id, _C.flow, _C.screen, _C.data, _C.stack, _C.view, _C.nonce, _C.updated_at]
+
+
+def upsert(source: str, version: str) -> str:
+    """INSERT into the `SAVED` columns and `version` from `source` (VALUES or a SELECT), or
+    UPDATE of the person's existing row to the same."""
+    names = ", ".join(column.name for column in SAVED)
+    updates = ", ".join(f"{column.name} = excluded.{column.name}" for column in SAVED[2:])
+    return (f"INSERT INTO conversations ({names}, version) {source} "
+            f"ON CONFLICT (transport, external_id) DO UPDATE SET {updates}, version = {version}")
+
+
+# Every save raises the version.
+SAVE = DriverStatement(upsert("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)", "conversations.version + 1"), SAVED)
 
 
 @dataclass
@@ -35,6 +43,11 @@ class DialogState:
     stack: list[str] = field(default_factory=list)
     view: dict[str, Any] = field(default_factory=dict)
     nonce: str = ""
+
+
+def columns_of(state: DialogState) -> tuple:
+    """The values of the `SAVED` columns after the key."""
+    return state.flow, state.screen, state.data, state.stack, state.view, state.nonce, utcnow()
 
 
 def state_of(flow: str, screen: str, data: Any, stack: Any, view: Any, nonce: str) -> DialogState:
@@ -50,17 +63,12 @@ class ConversationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def load(self, transport: str, external_id: str, *, lock: bool = False) -> DialogState | None:
-        """The state, locking the row on PostgreSQL so replicas handle one user in order."""
-        statement = LOAD_LOCKED if lock and self.session.bind.dialect.name == "postgresql" else LOAD
-        row = (await statement.execute(self.session, transport, external_id)).first()
-        return None if row is None else state_of(*row)
+    async def load(self, transport: str, external_id: str) -> DialogState | None:
+        row = (await LOAD.execute(self.session, transport, external_id)).first()
+        return None if row is None else state_of(*row[:-1])
 
     async def save(self, transport: str, external_id: str, state: DialogState) -> None:
-        await SAVE.execute(
-            self.session, transport, external_id, state.flow, state.screen, state.data, state.stack, state.view,
-            state.nonce, utcnow(),
-        )
+        await SAVE.execute(self.session, transport, external_id, *columns_of(state))
 
     async def forget(self, transport: str, external_id: str) -> None:
         await self.session.execute(

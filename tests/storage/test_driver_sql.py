@@ -19,6 +19,7 @@ from storage.db import create_engine, session_factory
 from storage.driver_sql import DriverStatement
 from storage.models import Account, ChannelCursor, Conversation, InboxUpdate, Member, Role, utcnow
 from storage.repositories.conversations import DialogState
+from storage.repositories.handling import Outcome, Start
 from storage.repositories.inbox import journal
 from storage.sqlite_inline import InlineConnection
 from storage.unit_of_work import Database
@@ -32,10 +33,10 @@ async def test_state_saved_as_driver_sql_reads_back_through_the_orm_unchanged(db
         await uow.conversations.save("telegram", "501", state)
         await uow.commit()
     async with db.unit() as uow:
-        assert await uow.conversations.load("telegram", "501", lock=True) == state
+        assert await uow.conversations.load("telegram", "501") == state
         row = (await uow.session.execute(select(Conversation).where(Conversation.external_id == "501"))).scalar_one()
-    assert (row.flow, row.screen, row.data, row.stack, row.view, row.nonce) == (
-        state.flow, state.screen, state.data, state.stack, state.view, state.nonce)
+    assert (row.flow, row.screen, row.data, row.stack, row.view, row.nonce, row.version) == (
+        state.flow, state.screen, state.data, state.stack, state.view, state.nonce, 1)
     assert row.updated_at.tzinfo is not None and row.updated_at.utcoffset() == timezone.utc.utcoffset(None)
 
     state.data["q"] = "Мурино"
@@ -44,6 +45,7 @@ async def test_state_saved_as_driver_sql_reads_back_through_the_orm_unchanged(db
         await uow.commit()
     async with db.unit() as uow:
         assert (await uow.conversations.load("telegram", "501")).data == {"q": "Мурино", "n": [1, 2]}
+        assert (await uow.session.get(Conversation, ("telegram", "501"))).version == 2  # every save raises it
 
 
 async def test_the_journal_returns_only_new_ids_and_a_claim_takes_each_update_once(db):
@@ -157,21 +159,44 @@ async def test_driver_sql_runs_straight_on_the_driver_of_each_backend(db):
     assert type(runner) is expected
 
 
-async def test_an_update_starts_by_claiming_it_and_loading_the_locked_state(db):
-    await journal(db.engine, "telegram", [("71", "{}")])
+async def test_an_update_starts_with_the_state_and_ends_saving_it_and_marking_the_update_handled(db):
+    await journal(db.engine, "telegram", [("71", "{}"), ("72", "{}")])
     async with db.unit() as uow:
         await uow.conversations.save("telegram", "901", DialogState("registration", "org", {"q": "Мурино"}))
         await uow.commit()
 
     async with db.unit() as uow:
-        assert await uow.start_update("telegram", "901", "71") == (
-            True, DialogState("registration", "org", {"q": "Мурино"}))
+        start = await uow.start_update("telegram", "901", "71")
+        assert start == Start(True, DialogState("registration", "org", {"q": "Мурино"}), 1)
+        assert await uow.finish_update("telegram", "901", "71", DialogState("registration", "role"),
+                                       start) is Outcome.SAVED
         await uow.commit()
     async with db.unit() as uow:  # the same update again: a duplicate
-        assert await uow.start_update("telegram", "901", "71") == (False, None)
-    async with db.unit() as uow:  # never journaled (a command from a test, a replayed webhook): claimable
-        assert await uow.start_update("telegram", "902", "72") == (True, None)
-        assert await uow.start_update("telegram", "902", None) == (True, None)
+        assert await uow.start_update("telegram", "901", "71") == Start(False, None)
+    async with db.unit() as uow:
+        assert await uow.conversations.load("telegram", "901") == DialogState("registration", "role")
+        journaled = {row.update_id: row for row in (await uow.session.execute(select(InboxUpdate))).scalars()}
+    assert journaled["71"].handled_at is not None and journaled["71"].payload is None
+    assert journaled["72"].handled_at is None and journaled["72"].payload == "{}"
+
+    async with db.unit() as uow:  # never journaled (a command from a test, a replayed webhook): to be handled
+        assert await uow.start_update("telegram", "902", "73") == Start(True, None)
+        assert await uow.start_update("telegram", "902", None) == Start(True, None)
+
+
+async def test_an_update_changes_nothing_unless_its_end_saves(db):
+    """The end saves the state and marks the update handled together: a unit closed without a
+    commit (the flow failed after writing) leaves both as they were."""
+    await journal(db.engine, "telegram", [("75", "{}")])
+    async with db.unit() as uow:
+        start = await uow.start_update("telegram", "906", "75")
+        uow.session.add(Member(role=Role.TEACHER, full_name="Лебедева Анна Игоревна"))
+        await uow.flush()
+        assert await uow.finish_update("telegram", "906", "75", DialogState("registration", "org"),
+                                       start) is Outcome.SAVED
+    async with db.unit() as uow:
+        assert await uow.start_update("telegram", "906", "75") == Start(True, None)
+        assert (await uow.session.execute(select(Member).where(Member.full_name.startswith("Лебедева")))).first() is None
 
 
 async def test_the_member_id_read_at_the_start_is_forgotten_when_accounts_may_have_changed(db):
@@ -181,12 +206,12 @@ async def test_the_member_id_read_at_the_start_is_forgotten_when_accounts_may_ha
         uow.session.add(Account(transport="telegram", external_id="903", chat_id="903"))
         await uow.commit()
     async with db.unit() as uow:  # a statement through the session may change accounts
-        assert await uow.start_update("telegram", "903", "73") == (True, None)
+        assert await uow.start_update("telegram", "903", "73") == Start(True, None)
         await uow.session.execute(update(Account).where(Account.external_id == "903").values(member_id=member.id))
         assert (await uow.accounts.member(ExternalId("telegram", "903", "903"))).full_name == "Кузнецова Мария Петровна"
 
     async with db.unit() as uow:  # so may a flush (registration adds the account and member)
-        assert await uow.start_update("telegram", "904", "74") == (True, None)
+        assert await uow.start_update("telegram", "904", "74") == Start(True, None)
         newcomer = Member(role=Role.MENTOR, full_name="Орлов Илья Сергеевич")
         uow.session.add(newcomer)
         await uow.flush()
@@ -194,8 +219,28 @@ async def test_the_member_id_read_at_the_start_is_forgotten_when_accounts_may_ha
         assert await uow.accounts.member(ExternalId("telegram", "904", "904")) is newcomer
 
 
-async def test_two_transactions_given_the_same_update_handle_it_once(db):
-    """Two replicas given the same update: the second waits for the first and then leaves it."""
+async def test_orm_changes_not_yet_flushed_land_with_the_state_or_not_at_all(db):
+    """On PostgreSQL the end would otherwise commit on its own, and the commit's flush fail after it:
+    the update marked handled, the person's answer lost."""
+    await journal(db.engine, "telegram", [("95", "{}")])
+    async with db.unit() as uow:
+        uow.session.add(Account(transport="telegram", external_id="909", chat_id="909"))
+        await uow.commit()
+
+    with pytest.raises(IntegrityError):
+        async with db.unit() as uow:
+            start = await uow.start_update("telegram", "909", "95")
+            uow.session.add(Account(transport="telegram", external_id="909", chat_id="909"))  # fails at flush
+            await uow.finish_update("telegram", "909", "95", DialogState("registration", "org"), start)
+            await uow.commit()
+    async with db.unit() as uow:
+        assert await uow.start_update("telegram", "909", "95") == Start(True, None)
+
+
+async def test_two_replicas_given_the_same_update_handle_it_once(db):
+    """PostgreSQL locks nothing between the start and the end: both replicas start, the first end
+    saves, the second finds the update handled and saves nothing. SQLite has one writer at a time:
+    the second waits for the first and then leaves the update."""
     await journal(db.engine, "telegram", [("81", "{}")])
     async with db.unit() as uow:
         await uow.conversations.save("telegram", "905", DialogState("registration", "org"))
@@ -203,13 +248,74 @@ async def test_two_transactions_given_the_same_update_handle_it_once(db):
 
     async def second_replica():
         async with db.unit() as uow:
-            return await uow.start_update("telegram", "905", "81")
+            start = await uow.start_update("telegram", "905", "81")
+            if not start.ours:
+                return None
+            outcome = await uow.finish_update("telegram", "905", "81", DialogState("registration", "kind"), start)
+            if outcome is Outcome.SAVED:
+                await uow.commit()
+            return outcome
 
     async with db.unit() as first:
-        assert (await first.start_update("telegram", "905", "81"))[0] is True
+        start = await first.start_update("telegram", "905", "81")
+        assert start.ours
+        first.session.add(Member(role=Role.TEACHER, full_name="Смирнова Ольга Викторовна"))  # a flow that writes: the end runs in the unit's transaction
+        await first.flush()
         second = asyncio.create_task(second_replica())
+        assert await first.finish_update("telegram", "905", "81", DialogState("registration", "role"),
+                                         start) is Outcome.SAVED
         await asyncio.sleep(0.3)
         assert not second.done()  # waiting for the journal row (PostgreSQL) or the connection (SQLite)
-        await first.conversations.save("telegram", "905", DialogState("registration", "role"))
         await first.commit()
-    assert await asyncio.wait_for(second, 10) == (False, None)
+    expected = Outcome.DUPLICATE if db.url.startswith("postgresql") else None
+    assert await asyncio.wait_for(second, 10) is expected
+    async with db.unit() as uow:
+        assert (await uow.conversations.load("telegram", "905")).screen == "role"
+
+
+@pytest.mark.postgres_only
+async def test_a_state_changed_between_the_start_and_the_end_is_a_conflict_and_nothing_is_saved(db):
+    await journal(db.engine, "telegram", [("91", "{}"), ("92", "{}")])
+    async with db.unit() as first, db.unit() as second:
+        one = await first.start_update("telegram", "907", "91")
+        other = await second.start_update("telegram", "907", "92")
+        assert one == other == Start(True, None, 0)
+        assert await second.finish_update("telegram", "907", "92", DialogState("registration", "org"),
+                                          other) is Outcome.SAVED
+        await second.commit()
+        assert await first.finish_update("telegram", "907", "91", DialogState("registration", "role"),
+                                         one) is Outcome.CONFLICT
+    async with db.unit() as uow:
+        assert await uow.start_update("telegram", "907", "91") == Start(True, DialogState("registration", "org"), 1)
+        assert await uow.start_update("telegram", "907", "92") == Start(False, None)
+
+
+@pytest.mark.postgres_only
+async def test_an_update_that_changes_only_the_dialog_state_sends_no_begin_and_commit(db):
+    """Two round trips, not four: the start and the end are each a transaction of their own. A flow
+    that writes anything else still gets the unit's transaction, with the end inside it. (asyncpg
+    tells its query loggers of simple queries such as BEGIN and COMMIT, not of prepared ones.)"""
+    await journal(db.engine, "telegram", [("93", "{}"), ("94", "{}")])
+
+    async def statements_of(writes: bool) -> list[str]:
+        sent: list[str] = []
+        async with db.unit() as uow:
+            raw = (await (await driver_sql.connection_of(uow.session)).get_raw_connection()).driver_connection
+            def logger(record) -> None:
+                sent.append(record.query.split()[0].rstrip(";"))
+
+            raw.add_query_logger(logger)
+            update_id = "94" if writes else "93"
+            start = await uow.start_update("telegram", "908", update_id)
+            if writes:
+                uow.session.add(Member(role=Role.TEACHER, full_name="Васильева Ирина Олеговна"))
+                await uow.flush()
+            assert await uow.finish_update("telegram", "908", update_id, DialogState("registration", "org"),
+                                           start) is Outcome.SAVED
+            await uow.commit()
+            await asyncio.sleep(0.05)  # asyncpg calls the loggers soon, not at once
+            raw.remove_query_logger(logger)
+        return sent
+
+    assert await statements_of(writes=False) == []
+    assert await statements_of(writes=True) == ["BEGIN", "COMMIT"]

@@ -1,0 +1,110 @@
+"""The start and the end of an update's handling: whether it is still to be handled and the
+person's dialog state (with their member id) at the start; the new state saved and the update
+marked handled at the end, together or not at all.
+
+SQLite has one writer at a time (each unit begins with BEGIN IMMEDIATE), so there the update is
+claimed first and the state saved last, in the unit's transaction.
+
+On PostgreSQL each is one standalone statement (`DriverStatement`), so an update that changes
+only the dialog state costs two round trips, not four: BEGIN and COMMIT are each a round trip, and
+round trips were most of an update's CPU there (`python -m bench.load --postgres …`). Nothing is
+locked between the two: the end saves the state only over the version the start read and only
+while the journal says the update is unhandled, and marks it handled only if it saved. It locks
+the journal row first, then the person's row, so two replicas given the same update cannot
+deadlock, and one of them leaves it (`DUPLICATE`). A replica that changed the person's state in
+between (another update of theirs) makes the end report `CONFLICT`, and the update is handled
+again over the new state. A flow that writes anything else starts the unit's transaction with
+its first statement; the end then runs in that transaction, and nothing lands unless it saves.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from storage.driver_sql import DriverStatement
+from storage.models import Conversation, utcnow
+from storage.repositories.accounts import MEMBER_ID, remember_member_id
+from storage.repositories.conversations import LOAD, SAVED, DialogState, columns_of, state_of, upsert
+from storage.repositories.inbox import CLAIM, IS_HANDLED, IS_HANDLED_LOCKED
+
+if TYPE_CHECKING:
+    from storage.unit_of_work import UnitOfWork
+
+_VERSION = Conversation.__table__.c.version
+
+# An update never journaled (no row) is still to be handled, as in `InboxRepository.claim`.
+START = DriverStatement(
+    f"WITH state AS ({LOAD.sql}) "
+    f"SELECT NOT EXISTS ({IS_HANDLED.sql} AND handled_at IS NOT NULL), ({MEMBER_ID.sql}), "
+    "state.flow, state.screen, state.data, state.stack, state.view, state.nonce, state.version "
+    "FROM (SELECT 1) AS one LEFT JOIN state ON TRUE",
+    [*LOAD.columns, *IS_HANDLED.columns, *MEMBER_ID.columns],
+    standalone=True,
+)
+FINISH = DriverStatement(
+    f"WITH journal AS ({IS_HANDLED_LOCKED.sql}), "
+    "unhandled AS (SELECT NOT EXISTS (SELECT 1 FROM journal WHERE handled_at IS NOT NULL) AS yes), "
+    "saved AS (" + upsert("SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE (SELECT yes FROM unhandled)", "excluded.version")
+    + " WHERE conversations.version = ? RETURNING 1), "
+    f"claimed AS ({CLAIM.sql} AND EXISTS (SELECT 1 FROM saved) RETURNING 1) "
+    "SELECT EXISTS (SELECT 1 FROM saved), (SELECT yes FROM unhandled)",
+    [*IS_HANDLED_LOCKED.columns, *SAVED, _VERSION, _VERSION, *CLAIM.columns],
+    standalone=True,
+)
+
+
+class Outcome(enum.Enum):
+    SAVED = "saved"  # the state is saved and the update marked handled (commit the unit)
+    DUPLICATE = "duplicate"  # someone else handled the update meanwhile: nothing was saved
+    CONFLICT = "conflict"  # the person's state changed meanwhile: nothing was saved; handle again
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Whether the update is still to be handled, and the person's state (None if they have
+    none yet) with the version it was read at."""
+
+    ours: bool
+    state: DialogState | None
+    version: int = 0
+
+
+async def start_update(uow: UnitOfWork, transport: str, external_id: str, update_id: str | None) -> Start:
+    """The start of an update (without an update id there is nothing to claim)."""
+    if uow.dialect != "postgresql":
+        if update_id is not None and not await uow.inbox.claim(transport, update_id):
+            return Start(False, None)
+        row = (await LOAD.execute(uow.session, transport, external_id)).first()
+        return _started(*row) if row is not None else Start(True, None)
+    row = (await START.execute(uow.session, transport, external_id, transport, update_id, transport, external_id)).first()
+    ours, member_id, *state = row
+    if not ours:
+        return Start(False, None)
+    remember_member_id(uow.session, transport, external_id, member_id)
+    return _started(*state)
+
+
+def _started(flow: str | None, screen, data, stack, view, nonce, version: int | None) -> Start:
+    """The start of an update that is ours, from the state's columns (all None without a state)."""
+    return Start(True, None if flow is None else state_of(flow, screen, data, stack, view, nonce), version or 0)
+
+
+async def finish_update(uow: UnitOfWork, transport: str, external_id: str, update_id: str | None,
+                        state: DialogState, start: Start) -> Outcome:
+    """Save the state the update produced and mark the update handled; commit after SAVED."""
+    if uow.dialect != "postgresql":
+        await uow.conversations.save(transport, external_id, state)
+        return Outcome.SAVED
+    session = uow.session
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # changes not yet flushed start the unit's transaction, before the end
+    now = utcnow()
+    saved, unhandled = (await FINISH.execute(
+        uow.session, transport, update_id, transport, external_id, *columns_of(state), start.version + 1,
+        start.version, now, transport, update_id,
+    )).first()
+    if saved:
+        return Outcome.SAVED
+    return Outcome.CONFLICT if unhandled else Outcome.DUPLICATE
