@@ -18,19 +18,27 @@ LOAD = DriverStatement(
     [_C.transport, _C.external_id],
 )
 SAVED = [_C.transport, _C.external_id, _C.flow, _C.screen, _C.data, _C.stack, _C.view, _C.nonce, _C.updated_at]
+_STATE = SAVED[2:]  # the saved columns after the key
 
 
-def upsert(source: str, version: str) -> str:
-    """INSERT into the `SAVED` columns and `version` from `source` (VALUES or a SELECT), or
-    UPDATE of the person's existing row to the same."""
-    names = ", ".join(column.name for column in SAVED)
-    updates = ", ".join(f"{column.name} = excluded.{column.name}" for column in SAVED[2:])
-    return (f"INSERT INTO conversations ({names}, version) {source} "
-            f"ON CONFLICT (transport, external_id) DO UPDATE SET {updates}, version = {version}")
+def insert(source: str) -> str:
+    """INSERT of a state into the `SAVED` columns and `version` from `source` (VALUES or a SELECT)."""
+    return f"INSERT INTO conversations ({', '.join(column.name for column in SAVED)}, version) {source}"
 
 
 # Every save raises the version.
-SAVE = DriverStatement(upsert("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)", "conversations.version + 1"), SAVED)
+SAVE = DriverStatement(
+    insert("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)") + " ON CONFLICT (transport, external_id) DO UPDATE SET "
+    + ", ".join(f"{column.name} = excluded.{column.name}" for column in _STATE) + ", version = conversations.version + 1",
+    SAVED,
+)
+# The state of an existing row, over the version read (part of `storage.repositories.handling`).
+UPDATE_OVER = DriverStatement(
+    "UPDATE conversations SET " + ", ".join(f"{column.name} = ?" for column in _STATE)
+    + ", version = version + 1 WHERE transport = ? AND external_id = ? AND version = ?",
+    [*_STATE, _C.transport, _C.external_id, _C.version],
+)
+_FORGOTTEN = "conversations.forgotten"
 
 
 @dataclass
@@ -46,7 +54,7 @@ class DialogState:
 
 
 def columns_of(state: DialogState) -> tuple:
-    """The values of the `SAVED` columns after the key."""
+    """The values of the state's columns (`SAVED` after the key)."""
     return state.flow, state.screen, state.data, state.stack, state.view, state.nonce, utcnow()
 
 
@@ -71,6 +79,13 @@ class ConversationRepository:
         await SAVE.execute(self.session, transport, external_id, *columns_of(state))
 
     async def forget(self, transport: str, external_id: str) -> None:
+        """Delete the person's state; the unit remembers it did (see `forgotten`)."""
         await self.session.execute(
             delete(TABLE).where(TABLE.c.transport == transport, TABLE.c.external_id == external_id)
         )
+        self.session.info.setdefault(_FORGOTTEN, set()).add((transport, external_id))
+
+    def forgotten(self, transport: str, external_id: str) -> bool:
+        """Whether this unit deleted the person's state (erasing their data): a state saved after
+        that is a new row, not a change of the one read at the start."""
+        return (transport, external_id) in self.session.info.get(_FORGOTTEN, ())

@@ -8,8 +8,9 @@ claimed first and the state saved last, in the unit's transaction.
 On PostgreSQL each is one standalone statement (`DriverStatement`), so an update that changes
 only the dialog state costs two round trips, not four: BEGIN and COMMIT are each a round trip, and
 round trips were most of an update's CPU there (`python -m bench.load --postgres …`). Nothing is
-locked between the two: the end saves the state only over the version the start read and only
-while the journal says the update is unhandled, and marks it handled only if it saved. It locks
+locked between the two: the end saves the state only over the version the start read (never
+writing back a state erased meanwhile) and only while the journal says the update is unhandled,
+and marks it handled only if it saved. It locks
 the journal row first, then the person's row, so two replicas given the same update cannot
 deadlock, and one of them leaves it (`DUPLICATE`). A replica that changed the person's state in
 between (another update of theirs) makes the end report `CONFLICT`, and the update is handled
@@ -24,15 +25,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from storage.driver_sql import DriverStatement
-from storage.models import Conversation, utcnow
+from storage.models import utcnow
 from storage.repositories.accounts import MEMBER_ID, remember_member_id
-from storage.repositories.conversations import LOAD, SAVED, DialogState, columns_of, state_of, upsert
+from storage.repositories.conversations import LOAD, SAVED, UPDATE_OVER, DialogState, columns_of, insert, state_of
 from storage.repositories.inbox import CLAIM, IS_HANDLED, IS_HANDLED_LOCKED
 
 if TYPE_CHECKING:
     from storage.unit_of_work import UnitOfWork
-
-_VERSION = Conversation.__table__.c.version
 
 # An update never journaled (no row) is still to be handled, as in `InboxRepository.claim`.
 START = DriverStatement(
@@ -43,16 +42,31 @@ START = DriverStatement(
     [*LOAD.columns, *IS_HANDLED.columns, *MEMBER_ID.columns],
     standalone=True,
 )
-FINISH = DriverStatement(
-    f"WITH journal AS ({IS_HANDLED_LOCKED.sql}), "
-    "unhandled AS (SELECT NOT EXISTS (SELECT 1 FROM journal WHERE handled_at IS NOT NULL) AS yes), "
-    "saved AS (" + upsert("SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE (SELECT yes FROM unhandled)", "excluded.version")
-    + " WHERE conversations.version = ? RETURNING 1), "
-    f"claimed AS ({CLAIM.sql} AND EXISTS (SELECT 1 FROM saved) RETURNING 1) "
-    "SELECT EXISTS (SELECT 1 FROM saved), (SELECT yes FROM unhandled)",
-    [*IS_HANDLED_LOCKED.columns, *SAVED, _VERSION, _VERSION, *CLAIM.columns],
-    standalone=True,
+
+
+def _finish(save: str, columns: list) -> DriverStatement:
+    """The end of an update: `save` (which may read `unhandled`) runs only while the journal row,
+    locked first, says the update is unhandled; the update is marked handled only if it saved."""
+    return DriverStatement(
+        f"WITH journal AS ({IS_HANDLED_LOCKED.sql}), "
+        "unhandled AS (SELECT NOT EXISTS (SELECT 1 FROM journal WHERE handled_at IS NOT NULL) AS yes), "
+        f"saved AS ({save} RETURNING 1), "
+        f"claimed AS ({CLAIM.sql} AND EXISTS (SELECT 1 FROM saved) RETURNING 1) "
+        "SELECT EXISTS (SELECT 1 FROM saved), (SELECT yes FROM unhandled)",
+        [*IS_HANDLED_LOCKED.columns, *columns, *CLAIM.columns],
+        standalone=True,
+    )
+
+
+# A person's first state: nothing if someone created one meanwhile.
+FINISH_NEW = _finish(
+    insert("SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 1 WHERE (SELECT yes FROM unhandled)")
+    + " ON CONFLICT (transport, external_id) DO NOTHING",
+    SAVED,
 )
+# A change of the state read at the start: nothing if it changed or was deleted (the person's data
+# erased) meanwhile, so an erased state is never written back.
+FINISH_OVER = _finish(UPDATE_OVER.sql + " AND (SELECT yes FROM unhandled)", UPDATE_OVER.columns)
 
 
 class Outcome(enum.Enum):
@@ -101,10 +115,12 @@ async def finish_update(uow: UnitOfWork, transport: str, external_id: str, updat
     if session.new or session.dirty or session.deleted:
         await session.flush()  # changes not yet flushed start the unit's transaction, before the end
     now = utcnow()
-    saved, unhandled = (await FINISH.execute(
-        uow.session, transport, update_id, transport, external_id, *columns_of(state), start.version + 1,
-        start.version, now, transport, update_id,
-    )).first()
+    if start.version == 0 or uow.conversations.forgotten(transport, external_id):
+        statement, values = FINISH_NEW, (transport, external_id, *columns_of(state))
+    else:
+        statement, values = FINISH_OVER, (*columns_of(state), transport, external_id, start.version)
+    saved, unhandled = (await statement.execute(
+        uow.session, transport, update_id, *values, now, transport, update_id)).first()
     if saved:
         return Outcome.SAVED
     return Outcome.CONFLICT if unhandled else Outcome.DUPLICATE

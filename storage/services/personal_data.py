@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable
 
 from sqlalchemy import Table, delete, select, update
 
-from storage.models import Account, AuditRecord, Consent, Conversation, InviteAttempt, Member
+from storage.models import Account, AuditRecord, Consent, InviteAttempt, Member
 from storage.models_all import Base
 from storage.unit_of_work import UnitOfWork
 
@@ -133,11 +133,7 @@ async def erase_member(uow: UnitOfWork, member_id: int, *, now: datetime, reason
     for hook in ERASE_HOOKS:
         await hook(uow, member_id)
     for account in await uow.accounts.of_member(member_id):
-        await uow.session.execute(
-            delete(Conversation).where(
-                Conversation.transport == account.transport, Conversation.external_id == account.external_id
-            )
-        )
+        await uow.conversations.forget(account.transport, account.external_id)
         await uow.session.execute(
             delete(InviteAttempt).where(
                 InviteAttempt.transport == account.transport, InviteAttempt.external_id == account.external_id
@@ -160,11 +156,7 @@ async def erase_account(uow: UnitOfWork, account_id: int, *, now: datetime, reas
     account = await uow.session.get(Account, account_id)
     if account is None:
         return counts
-    await uow.session.execute(
-        delete(Conversation).where(
-            Conversation.transport == account.transport, Conversation.external_id == account.external_id
-        )
-    )
+    await uow.conversations.forget(account.transport, account.external_id)
     await _erase_rows(uow, Account.__table__, Account.__table__.c.id == account_id, counts)
     uow.session.add(
         AuditRecord(at=now, action="personal_data.erased", actor=reason, subject=f"account:{account_id}", details=counts)

@@ -291,6 +291,37 @@ async def test_a_state_changed_between_the_start_and_the_end_is_a_conflict_and_n
 
 
 @pytest.mark.postgres_only
+async def test_a_state_erased_between_the_start_and_the_end_is_not_written_back(db):
+    """The person's data erased meanwhile (their /forget from another channel, the retention job):
+    the state read at the start, which may hold what they typed, must not come back."""
+    await journal(db.engine, "telegram", [("96", "{}")])
+    async with db.unit() as uow:
+        await uow.conversations.save("telegram", "910", DialogState("registration", "name", {"name": "Попова Е. А."}))
+        await uow.commit()
+    async with db.unit() as handling, db.unit() as eraser:
+        start = await handling.start_update("telegram", "910", "96")
+        await eraser.conversations.forget("telegram", "910")
+        await eraser.commit()
+        assert await handling.finish_update("telegram", "910", "96", start.state, start) is Outcome.CONFLICT
+    async with db.unit() as uow:
+        assert await uow.start_update("telegram", "910", "96") == Start(True, None)
+
+
+async def test_a_state_the_update_itself_erased_is_saved_afresh(db):
+    await journal(db.engine, "telegram", [("97", "{}")])
+    async with db.unit() as uow:
+        await uow.conversations.save("telegram", "911", DialogState("privacy", "confirm", {"name": "Попова Е. А."}))
+        await uow.commit()
+    async with db.unit() as uow:
+        start = await uow.start_update("telegram", "911", "97")
+        await uow.conversations.forget("telegram", "911")
+        assert await uow.finish_update("telegram", "911", "97", DialogState("start", "erased"), start) is Outcome.SAVED
+        await uow.commit()
+    async with db.unit() as uow:
+        assert await uow.conversations.load("telegram", "911") == DialogState("start", "erased")
+
+
+@pytest.mark.postgres_only
 async def test_an_update_that_changes_only_the_dialog_state_sends_no_begin_and_commit(db):
     """Two round trips, not four: the start and the end are each a transaction of their own. A flow
     that writes anything else still gets the unit's transaction, with the end inside it. (asyncpg
