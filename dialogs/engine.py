@@ -501,7 +501,7 @@ class _Run:
         if nav:
             rows.append(nav)
         rows = [row for row in rows if row]
-        nonce = "".join(secrets.choice(NONCE_ALPHABET) for _ in range(6))
+        nonce = new_nonce()
         self.state.nonce = nonce
         self.state.view = {
             "items": items,
@@ -511,6 +511,17 @@ class _Run:
         buttons = [[m.OutButton(items[i][0], f"{nonce}.{i}") for i in row] for row in rows]
         files = await screen.files(self.ctx) if screen.files is not None and self.entered else []
         return m.OutMessage(text=text, buttons=buttons, files=files)
+
+
+def new_nonce(length: int = 6) -> str:
+    """A random screen nonce from `NONCE_ALPHABET`, from one draw of the system's randomness
+    (`secrets.choice` per character drew it once per character)."""
+    value = secrets.randbelow(len(NONCE_ALPHABET) ** length)
+    characters = []
+    for _ in range(length):
+        value, digit = divmod(value, len(NONCE_ALPHABET))
+        characters.append(NONCE_ALPHABET[digit])
+    return "".join(characters)
 
 
 def _quote(text: str, limit: int = 40) -> str:
