@@ -777,7 +777,7 @@ STAGES = [
     ("aiogram", "Bot.send_message", "aiogram: sendMessage HTTP + parse"),
     ("handlers.telegram.render", "send_text", "sendMessage as JSON"),
     ("handlers.telegram.router", "send_reply", "adapter: send_reply glue"),
-    ("handlers.telegram.polling", "Intake._journal", "journal: batch glue"),
+    ("handlers.telegram.polling", "Intake._journal", "journal (+ each update's start on PostgreSQL): batch glue"),
     ("storage.repositories.inbox", "InboxRepository.record", "journal: inbox INSERT"),
     ("dialogs.engine", "DialogEngine._handle_locked", "engine: unit-of-work glue"),
     ("storage.unit_of_work", "UnitOfWork.start_update", "engine: start (state SELECT; SQLite: + claim)"),
@@ -872,9 +872,9 @@ async def breakdown(args: argparse.Namespace) -> int:
     clock = StageClock()
     skipped = clock.install()
 
-    async def handle_inline(self, update) -> None:  # no overlap between updates: stages stay separable
+    async def handle_inline(self, update, prefetched=None) -> None:  # no overlap: stages stay separable
         await self._slots.acquire()
-        await self._handle(update)
+        await self._handle(update, prefetched)
 
     polling.Intake._spawn = handle_inline
     created = count_generic_classes()

@@ -25,7 +25,7 @@ from dialogs.context import Ctx
 from dialogs.flows import texts as T
 from storage.models import utcnow
 from storage.repositories.conversations import DialogState
-from storage.repositories.handling import Outcome
+from storage.repositories.handling import Outcome, Start
 from storage.unit_of_work import Database
 
 log = logging.getLogger(__name__)
@@ -112,25 +112,31 @@ class DialogEngine:
 
     # ---- entry point ---------------------------------------------------------------------
 
-    async def handle(self, who: m.ExternalId, event: m.Event, *, update_id: str | None = None) -> Reply:
-        """Apply one event from one person and return what to show them."""
+    async def handle(self, who: m.ExternalId, event: m.Event, *, update_id: str | None = None,
+                     prefetched: Start | None = None) -> Reply:
+        """Apply one event from one person and return what to show them. `prefetched`: the
+        update's start, read when it was journaled (see `storage.repositories.handling`)."""
         key = who.key
         self._waiters[key] = self._waiters.get(key, 0) + 1
+        if self._waiters[key] > 1:
+            prefetched = None  # an earlier update of theirs is ahead: it will change the state
         lock = self._locks.setdefault(key, asyncio.Lock())
         try:
             async with lock:
-                return await self._handle_locked(who, event, update_id)
+                return await self._handle_locked(who, event, update_id, prefetched)
         finally:
             self._waiters[key] -= 1
             if self._waiters[key] == 0:
                 del self._waiters[key]
                 self._locks.pop(key, None)
 
-    async def _handle_locked(self, who: m.ExternalId, event: m.Event, update_id: str | None) -> Reply:
+    async def _handle_locked(self, who: m.ExternalId, event: m.Event, update_id: str | None,
+                             prefetched: Start | None) -> Reply:
         try:
             for attempt in range(1, ATTEMPTS + 1):
+                start, prefetched = prefetched, None  # run again, it reads the state that changed
                 try:
-                    reply = await self._attempt(who, event, update_id)
+                    reply = await self._attempt(who, event, update_id, start)
                 except (IntegrityError, DBAPIError) as error:
                     if attempt == ATTEMPTS or not _race(error):
                         raise
@@ -149,11 +155,12 @@ class DialogEngine:
             await self._mark_handled_after_failure(who, update_id)
             return Reply(messages=[m.OutMessage(T.SOMETHING_WRONG)])
 
-    async def _attempt(self, who: m.ExternalId, event: m.Event, update_id: str | None) -> Reply | None:
+    async def _attempt(self, who: m.ExternalId, event: m.Event, update_id: str | None,
+                       prefetched: Start | None) -> Reply | None:
         """Handle the update once: its reply, or None when another replica changed the person's
         state meanwhile (nothing was stored; run again over the new state)."""
         async with self.db.unit() as uow:
-            start = await uow.start_update(who.transport, who.user_id, update_id)
+            start = await uow.start_update(who.transport, who.user_id, update_id, prefetched)
             if not start.ours:
                 return Reply()
             ctx = Ctx(who=who, data={}, uow=uow, now=self.clock(), config=self.config)

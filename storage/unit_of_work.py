@@ -29,10 +29,11 @@ class UnitOfWork:
         self.conversations = ConversationRepository(session)
         self.inbox = InboxRepository(session)
 
-    async def start_update(self, transport: str, external_id: str, update_id: str | None) -> Start:
+    async def start_update(self, transport: str, external_id: str, update_id: str | None,
+                           prefetched: Start | None = None) -> Start:
         """Whether the update is still to be handled, and the person's dialog state
         (see `storage.repositories.handling`)."""
-        return await start_update(self, transport, external_id, update_id)
+        return await start_update(self, transport, external_id, update_id, prefetched)
 
     async def finish_update(self, transport: str, external_id: str, update_id: str | None,
                             state: DialogState, start: Start) -> Outcome:

@@ -19,9 +19,11 @@ from aiogram.types import Update
 from pydantic import ValidationError
 
 from bot.metrics import DUPLICATES
+from handlers.telegram.router import sender_of
 from handlers.telegram.session import call_json
 from storage.models import utcnow
-from storage.repositories.inbox import ORPHAN_AGE, REPLAY_EVERY, journal
+from storage.repositories.handling import Start, journal_and_start
+from storage.repositories.inbox import ORPHAN_AGE, REPLAY_EVERY
 from storage.unit_of_work import Database
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ ALLOWED = ["message", "callback_query"]
 #   PostgreSQL  8 → 0.40–0.45, 50 ms;    10 → 0.45, 79 ms;    12 → 0.44–0.48, 54–98 ms
 # PostgreSQL's registration p99 decides there (target < 100 ms); its pool holds more connections
 # than updates in flight (storage.db), or overflow connections are opened and closed all along.
-CONCURRENCY = {"sqlite": 12, "postgresql": 8}
+CONCURRENCY = {"sqlite": 12, "postgresql": 12}
 DEFAULT_CONCURRENCY = 8
 
 
@@ -107,26 +109,27 @@ class Intake:
             log.warning("malformed update ignored")
             return None
 
-    async def _journal(self, updates: list[tuple[Update, str]]) -> list[Update]:
+    async def _journal(self, updates: list[tuple[Update, str]]) -> list[tuple[Update, Start | None]]:
         """Record a batch of (update, its JSON); return the updates never seen before (duplicates
-        are dropped here)."""
-        new_ids = await journal(
-            self.db.sessions.kw["bind"], TRANSPORT, [(str(update.update_id), payload) for update, payload in updates]
+        are dropped here), each with its start where the journal read it (PostgreSQL)."""
+        fresh = await journal_and_start(
+            self.db.sessions.kw["bind"], TRANSPORT,
+            [(str(update.update_id), payload, sender_of(update)) for update, payload in updates],
         )
-        if len(new_ids) < len(updates):
-            DUPLICATES.labels(transport=TRANSPORT).inc(len(updates) - len(new_ids))
-        return [update for update, _ in updates if str(update.update_id) in new_ids]
+        if len(fresh) < len(updates):
+            DUPLICATES.labels(transport=TRANSPORT).inc(len(updates) - len(fresh))
+        return [(update, fresh[str(update.update_id)]) for update, _ in updates if str(update.update_id) in fresh]
 
-    async def _spawn(self, update: Update) -> None:
+    async def _spawn(self, update: Update, prefetched: Start | None = None) -> None:
         await self._slots.acquire()
         self._in_flight.add(str(update.update_id))
-        task = asyncio.create_task(self._handle(update))
+        task = asyncio.create_task(self._handle(update, prefetched))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, update: Update) -> None:
+    async def _handle(self, update: Update, prefetched: Start | None) -> None:
         try:
-            await self.dispatcher.feed_update(self.bot, update)
+            await self.dispatcher.feed_update(self.bot, update, prefetched=prefetched)
             self.handled += 1
         except Exception:
             log.exception("update %s failed in the adapter", update.update_id)
@@ -208,8 +211,8 @@ class DurablePolling(Intake):
             newest = max(update_id_of(item) for item in updates)
             if newest >= 0:
                 offset = newest + 1
-            for update in fresh:
-                await self._spawn(update)
+            for update, prefetched in fresh:
+                await self._spawn(update, prefetched)
 
     async def _free_slots(self) -> int:
         """Wait until at least one handling slot is free; return how many are (1–100)."""

@@ -14,6 +14,7 @@ from dialogs.engine import DialogEngine
 from dialogs.model import CommandEvent, Event, ExternalId, OtherEvent, PressEvent, TextEvent
 from handlers.telegram.render import send_reply
 from handlers.telegram.session import call_json
+from storage.repositories.handling import Start
 
 log = logging.getLogger(__name__)
 TRANSPORT = "telegram"
@@ -21,6 +22,13 @@ TRANSPORT = "telegram"
 
 def who_of(user_id: int, chat_id: int) -> ExternalId:
     return ExternalId(TRANSPORT, str(user_id), str(chat_id))
+
+
+def sender_of(update: Update) -> str | None:
+    """The id under which the engine knows the update's sender (`who_of`), if it has one."""
+    event = update.message or update.callback_query
+    user = event.from_user if event is not None else None
+    return str(user.id) if user is not None else None
 
 
 def message_event(message: Message) -> Event:
@@ -43,21 +51,28 @@ def press_event(data: str | None) -> Event:
     return PressEvent(data or "")
 
 
-async def on_message(message: Message, bot: Bot, engine: DialogEngine, event_update: Update) -> None:
+# `prefetched`: the update's start, read by the intake when it journaled the update (PostgreSQL).
+
+
+async def on_message(message: Message, bot: Bot, engine: DialogEngine, event_update: Update,
+                     prefetched: Start | None = None) -> None:
     if message.from_user is None or message.chat.type != "private":
         return
     reply = await engine.handle(
-        who_of(message.from_user.id, message.chat.id), message_event(message), update_id=str(event_update.update_id)
+        who_of(message.from_user.id, message.chat.id), message_event(message), update_id=str(event_update.update_id),
+        prefetched=prefetched,
     )
     await send_reply(bot, message.chat.id, reply)
 
 
-async def on_button(query: CallbackQuery, bot: Bot, engine: DialogEngine, event_update: Update) -> None:
+async def on_button(query: CallbackQuery, bot: Bot, engine: DialogEngine, event_update: Update,
+                    prefetched: Start | None = None) -> None:
     # Answer at once: Telegram shows a spinner until then and rejects a late answer.
     answered = asyncio.ensure_future(_answer(bot, query))
     chat_id = query.message.chat.id if query.message else query.from_user.id
     reply = await engine.handle(
-        who_of(query.from_user.id, chat_id), press_event(query.data), update_id=str(event_update.update_id)
+        who_of(query.from_user.id, chat_id), press_event(query.data), update_id=str(event_update.update_id),
+        prefetched=prefetched,
     )
     await answered
     await send_reply(bot, chat_id, reply)

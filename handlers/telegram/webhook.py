@@ -43,8 +43,8 @@ class WebhookIntake(Intake):
         except Exception as error:
             log.warning("could not journal a webhook update (%s)", type(error).__name__)
             return web.Response(status=503)
-        for item in fresh:
-            await self._spawn(item)
+        for update, prefetched in fresh:
+            await self._spawn(update, prefetched)
         return web.Response(status=200)
 
     def install(self, app: web.Application, path: str = WEBHOOK_PATH) -> None:

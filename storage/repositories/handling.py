@@ -21,17 +21,19 @@ its first statement; the end then runs in that transaction, and nothing lands un
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from storage.driver_sql import DriverStatement
-from storage.models import utcnow
+from storage.models import Account, Conversation, InboxUpdate, utcnow
 from storage.repositories.accounts import MEMBER_ID, remember_member_id
 from storage.repositories.conversations import LOAD, SAVED, UPDATE_OVER, DialogState, columns_of, insert, state_of
-from storage.repositories.inbox import CLAIM, IS_HANDLED, IS_HANDLED_LOCKED
+from storage.repositories.inbox import CLAIM, IS_HANDLED, IS_HANDLED_LOCKED, journal, record_statement, record_values
 
 if TYPE_CHECKING:
     from storage.unit_of_work import UnitOfWork
+
+_I, _A, _CONVERSATION = InboxUpdate.__table__.c, Account.__table__.c, Conversation.__table__.c
 
 # An update never journaled (no row) is still to be handled, as in `InboxRepository.claim`.
 START = DriverStatement(
@@ -78,31 +80,79 @@ class Outcome(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Start:
     """Whether the update is still to be handled, and the person's state (None if they have
-    none yet) with the version it was read at."""
+    none yet) with the version it was read at; on PostgreSQL also their member id."""
 
     ours: bool
     state: DialogState | None
     version: int = 0
+    member_id: int | None = field(default=None, compare=False)
 
 
-async def start_update(uow: UnitOfWork, transport: str, external_id: str, update_id: str | None) -> Start:
-    """The start of an update (without an update id there is nothing to claim)."""
+async def start_update(uow: UnitOfWork, transport: str, external_id: str, update_id: str | None,
+                       prefetched: Start | None = None) -> Start:
+    """The start of an update (without an update id there is nothing to claim). On PostgreSQL a
+    start read when the update was journaled (`journal_and_start`) saves the statement."""
     if uow.dialect != "postgresql":
         if update_id is not None and not await uow.inbox.claim(transport, update_id):
             return Start(False, None)
         row = (await LOAD.execute(uow.session, transport, external_id)).first()
-        return _started(*row) if row is not None else Start(True, None)
-    row = (await START.execute(uow.session, transport, external_id, transport, update_id, transport, external_id)).first()
-    ours, member_id, *state = row
-    if not ours:
-        return Start(False, None)
-    remember_member_id(uow.session, transport, external_id, member_id)
-    return _started(*state)
+        return _started(None, *row) if row is not None else Start(True, None)
+    if prefetched is None:
+        row = (await START.execute(
+            uow.session, transport, external_id, transport, update_id, transport, external_id)).first()
+        ours, member_id, *state = row
+        if not ours:
+            return Start(False, None)
+        prefetched = _started(member_id, *state)
+    remember_member_id(uow.session, transport, external_id, prefetched.member_id)
+    return prefetched
 
 
-def _started(flow: str | None, screen, data, stack, view, nonce, version: int | None) -> Start:
+def _started(member_id: int | None, flow: str | None, screen, data, stack, view, nonce, version: int | None) -> Start:
     """The start of an update that is ours, from the state's columns (all None without a state)."""
-    return Start(True, None if flow is None else state_of(flow, screen, data, stack, view, nonce), version or 0)
+    state = None if flow is None else state_of(flow, screen, data, stack, view, nonce)
+    return Start(True, state, version or 0, member_id)
+
+
+_JOURNAL_AND_START: dict[int, DriverStatement] = {}
+
+
+def _journal_and_start_statement(count: int) -> DriverStatement:
+    """`record_statement(count)` that also reads, for each update it journals, the start of its
+    person (built once per size)."""
+    statement = _JOURNAL_AND_START.get(count)
+    if statement is None:
+        record = record_statement(count)
+        statement = _JOURNAL_AND_START[count] = DriverStatement(
+            f"WITH new AS ({record.sql}), "
+            f"people (update_id, external_id) AS (VALUES {', '.join(['(?, ?)'] * count)}) "
+            "SELECT new.update_id, (SELECT member_id FROM accounts WHERE transport = ? "
+            "AND external_id = people.external_id), "
+            "state.flow, state.screen, state.data, state.stack, state.view, state.nonce, state.version "
+            "FROM new JOIN people ON people.update_id = new.update_id "
+            "LEFT JOIN conversations AS state ON state.transport = ? AND state.external_id = people.external_id",
+            [*record.columns, *[_I.update_id, _A.external_id] * count, _A.transport, _CONVERSATION.transport],
+        )
+    return statement
+
+
+async def journal_and_start(engine, transport: str, items: list[tuple[str, str | None, str | None]]
+                            ) -> dict[str, Start | None]:
+    """Journal a batch of (update id, payload, the sender's id) as `journal` does, and return the
+    updates never seen before. On PostgreSQL with the start of each (its person's state and member
+    id, read by the same statement): handling it then needs one statement, not two. Elsewhere,
+    and for an update without a sender, the start is None (the engine reads it)."""
+    if not items:
+        return {}
+    records = [(update_id, payload) for update_id, payload, _ in items]
+    if engine.dialect.name != "postgresql":
+        return dict.fromkeys(await journal(engine, transport, records))
+    values = record_values(transport, records)
+    values += [value for update_id, _, external_id in items for value in (update_id, external_id)]
+    async with engine.connect() as connection:
+        rows = await _journal_and_start_statement(len(items)).execute(connection, *values, transport, transport)
+    senders = {update_id: external_id for update_id, _, external_id in items}
+    return {row[0]: _started(*row[1:]) if senders[row[0]] is not None else None for row in rows}
 
 
 async def finish_update(uow: UnitOfWork, transport: str, external_id: str, update_id: str | None,

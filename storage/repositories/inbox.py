@@ -56,10 +56,14 @@ def record_statement(count: int) -> DriverStatement:
     return statement
 
 
-async def _record(target, transport: str, items: list[tuple[str, str | None]]) -> set[str]:
+def record_values(transport: str, items: list[tuple[str, str | None]]) -> list:
+    """The values `record_statement(len(items))` binds for a batch of (update id, payload)."""
     now = utcnow()
-    values = [value for update_id, payload in items for value in (transport, update_id, next_seq(), payload, now)]
-    result = await record_statement(len(items)).execute(target, *values)
+    return [value for update_id, payload in items for value in (transport, update_id, next_seq(), payload, now)]
+
+
+async def _record(target, transport: str, items: list[tuple[str, str | None]]) -> set[str]:
+    result = await record_statement(len(items)).execute(target, *record_values(transport, items))
     return {row[0] for row in result}
 
 

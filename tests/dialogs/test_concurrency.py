@@ -6,6 +6,7 @@ import asyncio
 
 from dialogs import model as m
 from dialogs.engine import DialogEngine, Registry
+from storage.repositories.handling import journal_and_start
 from storage.repositories.inbox import journal
 
 WHO = m.ExternalId("telegram", "811", "811")
@@ -76,3 +77,31 @@ async def test_one_update_given_to_two_replicas_at_once_lands_once(db, clock):
     async with db.unit() as uow:
         assert (await uow.conversations.load(*WHO.key)).data["notes"] == ["медленно"]
     assert sorted(len(reply.messages) for reply in replies) == [0, 1]  # one reply; the duplicate is silent
+
+
+async def test_a_start_read_with_the_journal_serves_the_update_unless_the_state_changed_since(db, clock):
+    """PostgreSQL reads each new update's start (state, version, member id) with the journal
+    statement, and handling it needs one statement more. Read too early (another update of the
+    person was handled in between), the end finds the state changed and the update runs again."""
+    registry = notes_registry(asyncio.Event(), asyncio.Event())
+    engine = DialogEngine(db, registry, clock=clock)
+    await engine.handle(WHO, m.CommandEvent("__show__"))
+
+    fresh = await journal_and_start(db.engine, "telegram", [("9301", "{}", WHO.user_id), ("9302", "{}", WHO.user_id),
+                                                            ("9303", "{}", None)])
+    assert sorted(fresh) == ["9301", "9302", "9303"]
+    assert await journal_and_start(db.engine, "telegram", [("9301", "{}", WHO.user_id)]) == {}  # a duplicate
+    if db.url.startswith("postgresql"):
+        start = fresh["9301"]
+        assert (start.ours, start.state.flow, start.state.screen, start.version) == (True, "notes", "note", 1)
+        assert fresh["9303"] is None
+    else:
+        assert set(fresh.values()) == {None}  # SQLite reads the start in the unit, after the claim
+
+    first = await engine.handle(WHO, m.TextEvent("раз"), update_id="9301", prefetched=fresh["9301"])
+    second = await engine.handle(WHO, m.TextEvent("два"), update_id="9302", prefetched=fresh["9302"])  # stale
+    again = await engine.handle(WHO, m.TextEvent("раз"), update_id="9301", prefetched=fresh["9301"])  # replayed
+
+    assert [first.messages[-1].text, second.messages[-1].text, again.messages] == ["Заметок: 1", "Заметок: 2", []]
+    async with db.unit() as uow:
+        assert (await uow.conversations.load(*WHO.key)).data["notes"] == ["раз", "два"]
