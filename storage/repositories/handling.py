@@ -16,6 +16,8 @@ deadlock, and one of them leaves it (`DUPLICATE`). A replica that changed the pe
 between (another update of theirs) makes the end report `CONFLICT`, and the update is handled
 again over the new state. A flow that writes anything else starts the unit's transaction with
 its first statement; the end then runs in that transaction, and nothing lands unless it saves.
+The Telegram intake reads the start of each new update with the statement that journals it
+(`journal_and_start`), so an update that changes only the dialog state costs one statement more.
 """
 
 from __future__ import annotations
