@@ -36,7 +36,7 @@ ALLOWED = ["message", "callback_query"]
 # one getUpdates call, but each update waits longer. Measured with bench.load (50 users; ratio to
 # the echo bot; handling p99 of registration + questionnaire, whose steps cost 5–7 ms of CPU):
 #   SQLite      8 → 0.45–0.50, 36–43 ms; 12 → 0.49–0.59, 56–73 ms; 16 → 0.56, 62 ms
-#   PostgreSQL  8 → 0.52–0.58, 54–55 ms; 12 → 0.56–0.59, 75–83 ms (two statements per update)
+#   PostgreSQL  8 → 0.52–0.58, 54–55 ms; 12 → 0.56–0.59, 75–83 ms (one statement per update)
 # PostgreSQL's registration p99 decides there (target < 100 ms); its pool holds more connections
 # than updates in flight (storage.db), or overflow connections are opened and closed all along.
 CONCURRENCY = {"sqlite": 12, "postgresql": 8}
