@@ -10,8 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.driver_sql import nothing_to_commit
 from storage.repositories.accounts import AccountRepository
-from storage.repositories.conversations import ConversationRepository
-from storage.repositories.conversations import DialogState
+from storage.repositories.conversations import ConversationRepository, DialogState
 from storage.repositories.handling import Outcome, Start, finish_update, start_update
 from storage.repositories.inbox import InboxRepository
 from storage.repositories.members import MemberRepository

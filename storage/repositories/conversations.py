@@ -13,8 +13,9 @@ from storage.models import Conversation, utcnow
 
 TABLE = Conversation.__table__
 _C = TABLE.c
+LOADED = ("flow", "screen", "data", "stack", "view", "nonce", "version")  # the columns a load reads, in order
 LOAD = DriverStatement(
-    "SELECT flow, screen, data, stack, view, nonce, version FROM conversations WHERE transport = ? AND external_id = ?",
+    f"SELECT {', '.join(LOADED)} FROM conversations WHERE transport = ? AND external_id = ?",
     [_C.transport, _C.external_id],
 )
 SAVED = [_C.transport, _C.external_id, _C.flow, _C.screen, _C.data, _C.stack, _C.view, _C.nonce, _C.updated_at]

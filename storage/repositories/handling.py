@@ -10,9 +10,8 @@ only the dialog state costs two round trips, not four: BEGIN and COMMIT are each
 round trips were most of an update's CPU there (`python -m bench.load --postgres …`). Nothing is
 locked between the two: the end saves the state only over the version the start read (never
 writing back a state erased meanwhile) and only while the journal says the update is unhandled,
-and marks it handled only if it saved. It locks
-the journal row first, then the person's row, so two replicas given the same update cannot
-deadlock, and one of them leaves it (`DUPLICATE`). A replica that changed the person's state in
+and marks it handled only if it saved. It locks the journal row first, then the person's row, so
+two replicas given the same update cannot deadlock, and one of them leaves it (`DUPLICATE`). A replica that changed the person's state in
 between (another update of theirs) makes the end report `CONFLICT`, and the update is handled
 again over the new state. A flow that writes anything else starts the unit's transaction with
 its first statement; the end then runs in that transaction, and nothing lands unless it saves.
@@ -29,19 +28,21 @@ from typing import TYPE_CHECKING
 from storage.driver_sql import DriverStatement
 from storage.models import Account, Conversation, InboxUpdate, utcnow
 from storage.repositories.accounts import MEMBER_ID, remember_member_id
-from storage.repositories.conversations import LOAD, SAVED, UPDATE_OVER, DialogState, columns_of, insert, state_of
+from storage.repositories.conversations import (
+    LOAD, LOADED, SAVED, UPDATE_OVER, DialogState, columns_of, insert, state_of,
+)
 from storage.repositories.inbox import CLAIM, IS_HANDLED, IS_HANDLED_LOCKED, journal, record_statement, record_values
 
 if TYPE_CHECKING:
     from storage.unit_of_work import UnitOfWork
 
 _I, _A, _CONVERSATION = InboxUpdate.__table__.c, Account.__table__.c, Conversation.__table__.c
+_STATE = ", ".join(f"state.{name}" for name in LOADED)  # a load's columns from the CTE or join `state`
 
 # An update never journaled (no row) is still to be handled, as in `InboxRepository.claim`.
 START = DriverStatement(
     f"WITH state AS ({LOAD.sql}) "
-    f"SELECT NOT EXISTS ({IS_HANDLED.sql} AND handled_at IS NOT NULL), ({MEMBER_ID.sql}), "
-    "state.flow, state.screen, state.data, state.stack, state.view, state.nonce, state.version "
+    f"SELECT NOT EXISTS ({IS_HANDLED.sql} AND handled_at IS NOT NULL), ({MEMBER_ID.sql}), {_STATE} "
     "FROM (SELECT 1) AS one LEFT JOIN state ON TRUE",
     [*LOAD.columns, *IS_HANDLED.columns, *MEMBER_ID.columns],
     standalone=True,
@@ -129,8 +130,7 @@ def _journal_and_start_statement(count: int) -> DriverStatement:
             f"WITH new AS ({record.sql}), "
             f"people (update_id, external_id) AS (VALUES {', '.join(['(?, ?)'] * count)}) "
             "SELECT new.update_id, (SELECT member_id FROM accounts WHERE transport = ? "
-            "AND external_id = people.external_id), "
-            "state.flow, state.screen, state.data, state.stack, state.view, state.nonce, state.version "
+            f"AND external_id = people.external_id), {_STATE} "
             "FROM new JOIN people ON people.update_id = new.update_id "
             "LEFT JOIN conversations AS state ON state.transport = ? AND state.external_id = people.external_id",
             [*record.columns, *[_I.update_id, _A.external_id] * count, _A.transport, _CONVERSATION.transport],
@@ -172,7 +172,7 @@ async def finish_update(uow: UnitOfWork, transport: str, external_id: str, updat
     else:
         statement, values = FINISH_OVER, (*columns_of(state), transport, external_id, start.version)
     saved, unhandled = (await statement.execute(
-        uow.session, transport, update_id, *values, now, transport, update_id)).first()
+        session, transport, update_id, *values, now, transport, update_id)).first()
     if saved:
         return Outcome.SAVED
     return Outcome.CONFLICT if unhandled else Outcome.DUPLICATE
