@@ -36,6 +36,7 @@ class App:
     async def close(self) -> None:
         for close in reversed(self.closers):
             await close()
+        await self.engine.close()
         await self.sql.dispose()
 
 

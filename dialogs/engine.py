@@ -26,6 +26,7 @@ from dialogs.flows import texts as T
 from storage.models import utcnow
 from storage.repositories.conversations import DialogState
 from storage.repositories.handling import Outcome, Start
+from storage.repositories.inbox import Deliveries
 from storage.unit_of_work import Database
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ class DialogEngine:
         self._waiters: dict[tuple[str, str], int] = {}
         # (transport, update id) answered with "try again" while storage was down: see settle_deferred.
         self.deferred: set[tuple[str, str]] = set()
+        # Replies sent, to be marked so in the journal (a reply is kept there until then).
+        self.deliveries = Deliveries(db.sessions.kw["bind"])
 
     # ---- entry point ---------------------------------------------------------------------
 
@@ -167,13 +170,23 @@ class DialogEngine:
             run = _Run(self, ctx)
             reply = await run.dispatch(start.state, event)
             ctx.touch()
-            outcome = await uow.finish_update(who.transport, who.user_id, update_id, run.state, start)
+            due = m.encode_reply(who.chat_id, reply) if update_id is not None else None
+            outcome = await uow.finish_update(who.transport, who.user_id, update_id, run.state, start, due)
             if outcome is Outcome.CONFLICT:
                 return None
             if outcome is Outcome.DUPLICATE:
                 return Reply()
             await uow.commit()
             return reply
+
+    def delivered(self, transport: str, update_id: str | None, reply: Reply) -> None:
+        """Note that the reply to an update was sent: the journal stops keeping it (in a batch)."""
+        if update_id is not None and reply.messages:
+            self.deliveries.sent(transport, update_id)
+
+    async def close(self) -> None:
+        """Mark the replies sent so far (graceful shutdown): a restart does not send them again."""
+        await self.deliveries.flush()
 
     async def settle_deferred(self) -> int:
         """Mark handled the updates answered with "try again" while storage was down, once it is

@@ -7,6 +7,8 @@ they turn platform updates into `Event`s and draw `Reply`s.
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence, Union
 
@@ -102,6 +104,33 @@ class Reply:
     @property
     def last_text(self) -> str:
         return self.messages[-1].text if self.messages else ""
+
+
+def encode_reply(chat_id: str, reply: Reply) -> str | None:
+    """A reply and the chat it goes to as compact JSON, kept with its update until it is sent
+    (None when it has no message: nothing to send). The notice is left out: it answers a press,
+    which a resend after a restart can no longer answer."""
+    if not reply.messages:
+        return None
+    messages = [
+        [message.text, [[[button.label, button.token] for button in row] for row in message.buttons],
+         [[item.name, base64.b64encode(item.content).decode(), item.kind, item.caption] for item in message.files]]
+        for message in reply.messages
+    ]
+    return json.dumps([chat_id, messages], ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_reply(text: str) -> tuple[str, Reply]:
+    """The chat and the reply `encode_reply` kept."""
+    chat_id, messages = json.loads(text)
+    return chat_id, Reply(messages=[
+        OutMessage(
+            message_text,
+            [[OutButton(label, token) for label, token in row] for row in rows],
+            [OutFile(name, base64.b64decode(content), kind, caption) for name, content, kind, caption in files],
+        )
+        for message_text, rows, files in messages
+    ])
 
 
 # ---- flow definitions ----------------------------------------------------------------------

@@ -180,13 +180,15 @@ FEATURE_JOBS_SECONDS = {
     "surveys:campaigns": 3600,
     "deficits:nudges": 6 * 3600,
     "privacy:retention": 24 * 3600,
+    "journal:prune": 24 * 3600,
     "digest:weekly": 600,
 }
 
 
 def add_feature_jobs(scheduler: BotScheduler, db: Database, settings_like: Any, clock: Callable[[], datetime]) -> None:
-    """The jobs that only queue work (nudges, invitations, digests, retention), each run once per
-    tick across every bot process (`job_lock`) and idempotent by its outbox keys anyway."""
+    """The jobs that only queue work (nudges, invitations, digests) or delete data (retention, the
+    journal rows of handled updates), each run once per tick across every bot process
+    (`job_lock`) and idempotent anyway (outbox keys; deleting what is already gone)."""
     from scheduler.locks import job_lock
 
     quiet = _quiet(settings_like)
@@ -222,6 +224,14 @@ def add_feature_jobs(scheduler: BotScheduler, db: Database, settings_like: Any, 
             await uow.commit()
         return erased
 
+    async def journal_prune() -> int:
+        from storage.repositories.inbox import KEEP_HANDLED
+
+        async with db.unit() as uow:
+            pruned = await uow.inbox.prune(clock() - KEEP_HANDLED)
+            await uow.commit()
+        return pruned
+
     async def digests() -> int:
         try:
             from scheduler.jobs_digest import run_digests
@@ -234,6 +244,7 @@ def add_feature_jobs(scheduler: BotScheduler, db: Database, settings_like: Any, 
         "surveys:campaigns": campaigns,
         "deficits:nudges": deficit_nudges,
         "privacy:retention": retention,
+        "journal:prune": journal_prune,
         "digest:weekly": digests,
     }
 

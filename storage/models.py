@@ -228,7 +228,8 @@ class ChannelCursor(Base):
 
 
 class InboxUpdate(Base):
-    """Journal of incoming updates: written before acknowledging, emptied once handled."""
+    """Journal of incoming updates: written before acknowledging, emptied once handled. The
+    reply an update produced is kept with it until sent (a crash in between sends it at restart)."""
 
     __tablename__ = "inbox"
 
@@ -238,6 +239,7 @@ class InboxUpdate(Base):
     payload: Mapped[str | None] = mapped_column(Text, nullable=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     handled_at: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
+    reply: Mapped[str | None] = mapped_column(Text, nullable=True)  # `dialogs.model.encode_reply`, until sent
 
 
 class AuditRecord(Base):

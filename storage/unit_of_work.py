@@ -35,10 +35,11 @@ class UnitOfWork:
         return await start_update(self, transport, external_id, update_id, prefetched)
 
     async def finish_update(self, transport: str, external_id: str, update_id: str | None,
-                            state: DialogState, start: Start) -> Outcome:
-        """Save the state an update produced and mark the update handled, unless someone else
-        handled it or changed the state meanwhile; commit after `Outcome.SAVED`."""
-        return await finish_update(self, transport, external_id, update_id, state, start)
+                            state: DialogState, start: Start, reply: str | None = None) -> Outcome:
+        """Save the state an update produced and mark the update handled, keeping its `reply`
+        until sent, unless someone else handled it or changed the state meanwhile; commit after
+        `Outcome.SAVED`."""
+        return await finish_update(self, transport, external_id, update_id, state, start, reply)
 
     @property
     def dialect(self) -> str:

@@ -3,6 +3,8 @@
 aiogram's own polling confirms an update (by asking for the next offset) while its handler may
 still be running, so a crash would lose it. Here every batch is first written to the inbox
 table, then acknowledged, then handled; at start the journal's unhandled rows are replayed.
+A reply is kept in the journal until it is sent: at start, the replies of updates handled just
+before a crash (or while Telegram failed) are sent first.
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ import logging
 from datetime import timedelta
 
 from aiogram import Bot, Dispatcher
-from aiogram.exceptions import ClientDecodeError, TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.exceptions import (
+    ClientDecodeError, TelegramBadRequest, TelegramEntityTooLarge, TelegramForbiddenError, TelegramNetworkError,
+    TelegramNotFound, TelegramRetryAfter, TelegramServerError,
+)
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 from pydantic import ValidationError
 
 from bot.metrics import DUPLICATES
+from dialogs.model import decode_reply
+from handlers.telegram.render import send_reply
 from handlers.telegram.router import sender_of
 from handlers.telegram.session import call_json
 from storage.models import utcnow
@@ -29,6 +36,8 @@ from storage.unit_of_work import Database
 log = logging.getLogger(__name__)
 TRANSPORT = "telegram"
 ALLOWED = ["message", "callback_query"]
+# A kept reply Telegram refuses for good (the person blocked the bot, the chat is gone): dropped.
+UNDELIVERABLE = (TelegramForbiddenError, TelegramBadRequest, TelegramNotFound, TelegramEntityTooLarge)
 
 
 # Updates handled at once, by database. Handling is mostly database work; a few updates in flight
@@ -70,9 +79,11 @@ class Intake:
         self.handled = 0
 
     async def replay_pending(self, older_than: timedelta | None = None) -> int:
-        """Handle what was journaled but not handled before the last stop (or crash); with
-        `older_than`, only updates received at least that long ago (orphans of a dead replica)."""
+        """Send the replies kept unsent, then handle what was journaled but not handled before
+        the last stop (or crash); with `older_than`, only updates received at least that long
+        ago (orphans of a dead replica, or replies Telegram failed to take)."""
         before = utcnow() - older_than if older_than is not None else None
+        await self.resend_due(before)
         async with self.db.unit() as uow:
             pending = await uow.inbox.pending(TRANSPORT, received_before=before)
         replayed = 0
@@ -83,6 +94,33 @@ class Intake:
         if replayed:
             log.info("replaying %d journaled updates", replayed)
         return replayed
+
+    async def resend_due(self, received_before=None) -> int:
+        """Send the replies of handled updates not known to be sent (oldest first), except those
+        this process has in hand; stops at the first failure Telegram may recover from."""
+        engine = self.dispatcher.get("engine")
+        if engine is None:
+            return 0
+        async with self.db.unit() as uow:
+            due = await uow.inbox.undelivered(TRANSPORT, received_before=received_before)
+        in_hand = engine.deliveries.in_hand(TRANSPORT) | self._in_flight
+        sent = 0
+        for update_id, kept in due:
+            if update_id in in_hand:
+                continue
+            try:
+                chat_id, reply = decode_reply(kept)
+                await send_reply(self.bot, chat_id, reply)
+                sent += 1
+            except (ValueError, TypeError, *UNDELIVERABLE) as error:
+                log.warning("a kept reply cannot be delivered (%s); dropped", type(error).__name__)
+            except Exception as error:  # Telegram is down or slow: the rest wait for the next round
+                log.warning("could not send kept replies (%s); trying again later", type(error).__name__)
+                break
+            engine.deliveries.sent(TRANSPORT, update_id)
+        if sent:
+            log.info("sent %d replies kept from before a stop or a failure", sent)
+        return sent
 
     async def keep_replaying(self, every: float = REPLAY_EVERY, older_than: timedelta = ORPHAN_AGE) -> None:
         """Until stopped, now and then: settle the updates the engine answered with "try again"

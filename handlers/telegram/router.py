@@ -58,11 +58,13 @@ async def on_message(message: Message, bot: Bot, engine: DialogEngine, event_upd
                      prefetched: Start | None = None) -> None:
     if message.from_user is None or message.chat.type != "private":
         return
+    update_id = str(event_update.update_id)
     reply = await engine.handle(
-        who_of(message.from_user.id, message.chat.id), message_event(message), update_id=str(event_update.update_id),
+        who_of(message.from_user.id, message.chat.id), message_event(message), update_id=update_id,
         prefetched=prefetched,
     )
     await send_reply(bot, message.chat.id, reply)
+    engine.delivered(TRANSPORT, update_id, reply)
 
 
 async def on_button(query: CallbackQuery, bot: Bot, engine: DialogEngine, event_update: Update,
@@ -70,12 +72,13 @@ async def on_button(query: CallbackQuery, bot: Bot, engine: DialogEngine, event_
     # Answer at once: Telegram shows a spinner until then and rejects a late answer.
     answered = asyncio.ensure_future(_answer(bot, query))
     chat_id = query.message.chat.id if query.message else query.from_user.id
+    update_id = str(event_update.update_id)
     reply = await engine.handle(
-        who_of(query.from_user.id, chat_id), press_event(query.data), update_id=str(event_update.update_id),
-        prefetched=prefetched,
+        who_of(query.from_user.id, chat_id), press_event(query.data), update_id=update_id, prefetched=prefetched,
     )
     await answered
     await send_reply(bot, chat_id, reply)
+    engine.delivered(TRANSPORT, update_id, reply)
 
 
 async def _answer(bot: Bot, query: CallbackQuery) -> None:

@@ -15,7 +15,9 @@ and never handled: a dead process's). The `ts` reached is saved in the same tran
 journal (`channel_cursors`), and the next start polls from it: events sent while the bot was
 down are fetched then, as long as VK still keeps them (otherwise VK answers `failed: 1` and
 polling goes on from its new `ts`). Events of one person are handled in the order they came;
-different people are handled concurrently.
+different people are handled concurrently. The reply to an event is kept with it until it is
+sent: at start, the replies of events handled just before a crash are sent, under the `random_id`
+of the first try, so VK keeps a part that did go out once.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from vk_api.bot_longpoll import VkBotLongPoll
 
 from bot.metrics import DUPLICATES, REPLY_SECONDS, UPDATES
 from dialogs.engine import DialogEngine
-from dialogs.model import CommandEvent, Event, ExternalId, OtherEvent, PressEvent, Reply, TextEvent
+from dialogs.model import CommandEvent, Event, ExternalId, OtherEvent, PressEvent, Reply, TextEvent, decode_reply
 from handlers.vk.api_session import make_vk_api
 from handlers.vk.client import VkClient
 from handlers.vk.render import ClientCaps, send_reply, snackbar_text
@@ -443,6 +445,7 @@ class VkAdapter:
             attempts=self.send_attempts,
             backoff=self.send_backoff,
         )
+        self.engine.delivered(TRANSPORT, incoming.update_id, reply)
 
     async def _answer(self, incoming: Incoming, notice: str | None) -> None:
         try:
@@ -470,10 +473,38 @@ class VkAdapter:
                 continue
             await self._replay_pending(self.orphan_age)
 
+    async def _resend_due(self, before) -> None:
+        """Send the replies of handled events not known to be sent (the process ended between the
+        commit and the send), oldest first. Each part goes with the `random_id` of the first try,
+        so VK stores a part that did go out once."""
+        try:
+            async with self.db.unit() as uow:
+                due = await uow.inbox.undelivered(TRANSPORT, received_before=before)
+        except Exception as error:
+            log.warning("vk: could not read the kept replies: %s", type(error).__name__)
+            return
+        in_hand = self.engine.deliveries.in_hand(TRANSPORT) | set(self._recent)
+        for update_id, kept in due:
+            if update_id in in_hand:
+                continue
+            try:
+                chat_id, reply = decode_reply(kept)
+            except (ValueError, TypeError):
+                log.warning("vk: a kept reply is unreadable; dropped")
+            else:
+                await send_reply(self.client, chat_id, reply, key=f"u:{update_id}",
+                                 caps=self._caps.get(str(chat_id), ClientCaps()),
+                                 attempts=self.send_attempts, backoff=self.send_backoff)
+            self.engine.deliveries.sent(TRANSPORT, update_id)
+        if due:
+            log.info("vk: sent %d kept replies", len(due))
+
     async def _replay_pending(self, older_than: timedelta | None = None) -> None:
-        """Queue events journaled but never handled (the process ended in between); with
-        `older_than`, only those received at least that long ago and not in hand here."""
+        """Send the replies kept unsent, then queue events journaled but never handled (the
+        process ended in between); with `older_than`, only those received at least that long
+        ago and not in hand here."""
         before = utcnow() - older_than if older_than is not None else None
+        await self._resend_due(before)
         try:
             async with self.db.unit() as uow:
                 pending = await uow.inbox.pending(TRANSPORT, received_before=before)

@@ -1,9 +1,10 @@
 """The start and the end of an update's handling: whether it is still to be handled and the
 person's dialog state (with their member id) at the start; the new state saved and the update
-marked handled at the end, together or not at all.
+marked handled, with the reply it produced kept until sent, at the end: together or not at all.
 
-SQLite has one writer at a time (each unit begins with BEGIN IMMEDIATE), so there the update is
-claimed first and the state saved last, in the unit's transaction.
+The start is one statement on both databases (`START`). SQLite has one writer at a time (each
+unit begins with BEGIN IMMEDIATE), so nothing can change between the start and the end there:
+the end saves the state and marks the update handled in the unit's transaction.
 
 On PostgreSQL each is one standalone statement (`DriverStatement`), so an update that changes
 only the dialog state costs two round trips, not four: BEGIN and COMMIT are each a round trip, and
@@ -11,12 +12,13 @@ round trips were most of an update's CPU there (`python -m bench.load --postgres
 locked between the two: the end saves the state only over the version the start read (never
 writing back a state erased meanwhile) and only while the journal says the update is unhandled,
 and marks it handled only if it saved. It locks the journal row first, then the person's row, so
-two replicas given the same update cannot deadlock, and one of them leaves it (`DUPLICATE`). A replica that changed the person's state in
-between (another update of theirs) makes the end report `CONFLICT`, and the update is handled
-again over the new state. A flow that writes anything else starts the unit's transaction with
-its first statement; the end then runs in that transaction, and nothing lands unless it saves.
-The Telegram intake reads the start of each new update with the statement that journals it
-(`journal_and_start`), so an update that changes only the dialog state costs one statement more.
+two replicas given the same update cannot deadlock, and one of them leaves it (`DUPLICATE`). A
+replica that changed the person's state in between (another update of theirs) makes the end
+report `CONFLICT`, and the update is handled again over the new state. A flow that writes
+anything else starts the unit's transaction with its first statement; the end then runs in that
+transaction, and nothing lands unless it saves. The Telegram intake reads the start of each new
+update with the statement that journals it (`journal_and_start`), so an update that changes only
+the dialog state costs one statement more.
 """
 
 from __future__ import annotations
@@ -95,11 +97,6 @@ async def start_update(uow: UnitOfWork, transport: str, external_id: str, update
                        prefetched: Start | None = None) -> Start:
     """The start of an update (without an update id there is nothing to claim). On PostgreSQL a
     start read when the update was journaled (`journal_and_start`) saves the statement."""
-    if uow.dialect != "postgresql":
-        if update_id is not None and not await uow.inbox.claim(transport, update_id):
-            return Start(False, None)
-        row = (await LOAD.execute(uow.session, transport, external_id)).first()
-        return _started(None, *row) if row is not None else Start(True, None)
     if prefetched is None:
         row = (await START.execute(
             uow.session, transport, external_id, transport, update_id, transport, external_id)).first()
@@ -158,10 +155,13 @@ async def journal_and_start(engine, transport: str, items: list[tuple[str, str |
 
 
 async def finish_update(uow: UnitOfWork, transport: str, external_id: str, update_id: str | None,
-                        state: DialogState, start: Start) -> Outcome:
-    """Save the state the update produced and mark the update handled; commit after SAVED."""
+                        state: DialogState, start: Start, reply: str | None = None) -> Outcome:
+    """Save the state the update produced and mark the update handled, keeping its `reply`
+    (`dialogs.model.encode_reply`) until it is sent; commit after SAVED."""
     if uow.dialect != "postgresql":
         await uow.conversations.save(transport, external_id, state)
+        if update_id is not None:
+            await CLAIM.execute(uow.session, utcnow(), reply, transport, update_id)
         return Outcome.SAVED
     session = uow.session
     if session.new or session.dirty or session.deleted:
@@ -172,7 +172,7 @@ async def finish_update(uow: UnitOfWork, transport: str, external_id: str, updat
     else:
         statement, values = FINISH_OVER, (*columns_of(state), transport, external_id, start.version)
     saved, unhandled = (await statement.execute(
-        session, transport, update_id, *values, now, transport, update_id)).first()
+        session, transport, update_id, *values, now, reply, transport, update_id)).first()
     if saved:
         return Outcome.SAVED
     return Outcome.CONFLICT if unhandled else Outcome.DUPLICATE

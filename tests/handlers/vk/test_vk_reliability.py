@@ -12,7 +12,7 @@ import requests
 from sqlalchemy import select
 from vk_api.bot_longpoll import VkBotLongPoll
 
-from dialogs.model import OutMessage, Reply
+from dialogs.model import CommandEvent, ExternalId, OutMessage, Reply
 from handlers.vk.adapter import VkAdapter
 from handlers.vk.render import random_id, send_reply
 from storage.models import Account, Conversation, InboxUpdate
@@ -216,6 +216,9 @@ class _SlowEngine:
     def __init__(self, engine, delay: float) -> None:
         self.engine, self.delay = engine, delay
 
+    def __getattr__(self, name: str):
+        return getattr(self.engine, name)
+
     async def handle(self, who, event, *, update_id=None):
         await asyncio.sleep(self.delay)
         return await self.engine.handle(who, event, update_id=update_id)
@@ -258,6 +261,30 @@ class _Gate:
             self.holding.set()
             self.release.wait(5)
         return events
+
+
+@pytest.mark.parametrize("sent_before_the_crash", [False, True])
+async def test_a_reply_committed_before_a_crash_goes_out_at_the_next_start_once(
+        fake, vk_client, engine, db, sent_before_the_crash):
+    async with db.unit() as uow:
+        await uow.inbox.record("vk", "crashed-2", "{}")
+        await uow.commit()
+    # Handled and committed; then the process dies before (or right after) sending the reply.
+    reply = await engine.handle(ExternalId("vk", str(USER), str(USER)), CommandEvent("start"), update_id="crashed-2")
+    if sent_before_the_crash:
+        await send_reply(vk_client, USER, reply, key="u:crashed-2")
+    assert len(fake.messages_to(USER)) == int(sent_before_the_crash)
+
+    adapter = VkAdapter(vk_client, engine, db, wait=0.2)
+    await adapter.start()
+    await adapter.stop()
+    await engine.close()
+
+    (message,) = fake.messages_to(USER)  # VK keeps a part sent again under its random_id once
+    assert message["text"].startswith("Здравствуйте!")
+    async with db.unit() as uow:
+        row = (await uow.session.execute(select(InboxUpdate))).scalar_one()
+    assert row.handled_at is not None and row.reply is None
 
 
 async def test_events_fetched_during_shutdown_are_journaled_and_handled_at_the_next_start(
