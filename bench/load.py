@@ -56,6 +56,7 @@ import contextvars
 import functools
 import gc
 import importlib
+import inspect
 import logging
 import os
 import pstats
@@ -780,8 +781,10 @@ STAGES = [
     ("handlers.telegram.polling", "Intake._journal", "journal (+ each update's start on PostgreSQL): batch glue"),
     ("storage.repositories.inbox", "InboxRepository.record", "journal: inbox INSERT"),
     ("dialogs.engine", "DialogEngine._handle_locked", "engine: unit-of-work glue"),
-    ("storage.unit_of_work", "UnitOfWork.start_update", "engine: start (state SELECT; SQLite: + claim)"),
-    ("storage.unit_of_work", "UnitOfWork.finish_update", "engine: finish (state save + claim; SQLite: save)"),
+    ("storage.unit_of_work", "UnitOfWork.start_update", "engine: start (handled?, state, member id)"),
+    ("storage.unit_of_work", "UnitOfWork.finish_update", "engine: finish (state save + claim with the reply)"),
+    ("dialogs.model", "encode_reply", "engine: the reply kept until sent (JSON)"),
+    ("storage.repositories.inbox", "Deliveries._mark", "replies marked sent (a batch every 0.1 s)"),
     ("storage.repositories.inbox", "InboxRepository.is_handled", "engine: inbox SELECT (is handled?)"),
     ("storage.repositories.inbox", "InboxRepository.mark_handled", "engine: inbox UPDATE (handled)"),
     ("storage.repositories.conversations", "ConversationRepository.load", "engine: state SELECT"),
@@ -798,7 +801,7 @@ STAGES = [
 
 
 class StageClock:
-    """Exclusive CPU time per wrapped coroutine function (children subtracted), per task."""
+    """Exclusive CPU time per wrapped function or coroutine function (children subtracted), per task."""
 
     def __init__(self) -> None:
         self.totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])  # calls, CPU seconds (all threads)
@@ -809,24 +812,40 @@ class StageClock:
         function = getattr(owner, name)
         clock = self
 
-        @functools.wraps(function)
-        async def timed(*args, **kwargs):
-            if not clock.enabled:
-                return await function(*args, **kwargs)
+        def enter() -> tuple:
             children = [0.0]
             parent = clock.stack.get()
-            token = clock.stack.set(parent + (children,))
-            started = time.process_time()
-            try:
-                return await function(*args, **kwargs)
-            finally:
-                spent = time.process_time() - started
-                clock.stack.reset(token)
-                total = clock.totals[label]
-                total[0] += 1
-                total[1] += spent - children[0]
-                if parent:
-                    parent[-1][0] += spent
+            return parent, children, clock.stack.set(parent + (children,)), time.process_time()
+
+        def leave(parent: tuple, children: list, token, started: float) -> None:
+            spent = time.process_time() - started
+            clock.stack.reset(token)
+            total = clock.totals[label]
+            total[0] += 1
+            total[1] += spent - children[0]
+            if parent:
+                parent[-1][0] += spent
+
+        if inspect.iscoroutinefunction(function):
+            @functools.wraps(function)
+            async def timed(*args, **kwargs):
+                if not clock.enabled:
+                    return await function(*args, **kwargs)
+                entered = enter()
+                try:
+                    return await function(*args, **kwargs)
+                finally:
+                    leave(*entered)
+        else:
+            @functools.wraps(function)
+            def timed(*args, **kwargs):
+                if not clock.enabled:
+                    return function(*args, **kwargs)
+                entered = enter()
+                try:
+                    return function(*args, **kwargs)
+                finally:
+                    leave(*entered)
 
         setattr(owner, name, timed)
 

@@ -217,15 +217,7 @@ class Deliveries:
                 await asyncio.sleep(MARK_DELAY)
                 self._marking, self._due = self._due, {}
                 try:
-                    async with self.engine.connect() as connection:
-                        for transport, ids in self._marking.items():
-                            ids = sorted(ids)
-                            for first in range(0, len(ids), MARK_AT_MOST):
-                                chunk = ids[first:first + MARK_AT_MOST]
-                                # Sizes rounded up to a power of two (the last id repeated): a few
-                                # statement texts, each prepared once on PostgreSQL.
-                                chunk += chunk[-1:] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
-                                await delivered_statement(len(chunk)).execute(connection, transport, *chunk)
+                    await self._mark(self._marking)
                 except Exception as error:  # storage down: kept in hand, tried again with the next mark
                     log.warning("could not mark %d replies sent (%s)",
                                 sum(map(len, self._marking.values())), type(error).__name__)
@@ -236,3 +228,15 @@ class Deliveries:
                     self._marking = {}
         finally:
             self._task = None
+
+    async def _mark(self, batch: dict[str, set[str]]) -> None:
+        """Clear the kept replies of a batch: one statement per transport and `MARK_AT_MOST` ids."""
+        async with self.engine.connect() as connection:
+            for transport, ids in batch.items():
+                ids = sorted(ids)
+                for first in range(0, len(ids), MARK_AT_MOST):
+                    chunk = ids[first:first + MARK_AT_MOST]
+                    # Sizes rounded up to a power of two (the last id repeated): a few statement
+                    # texts, each prepared once on PostgreSQL.
+                    chunk += chunk[-1:] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
+                    await delivered_statement(len(chunk)).execute(connection, transport, *chunk)
