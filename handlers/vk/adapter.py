@@ -17,7 +17,8 @@ down are fetched then, as long as VK still keeps them (otherwise VK answers `fai
 polling goes on from its new `ts`). Events of one person are handled in the order they came;
 different people are handled concurrently. The reply to an event is kept with it until it is
 sent: at start, the replies of events handled just before a crash are sent, under the `random_id`
-of the first try, so VK keeps a part that did go out once.
+of the first try, so VK keeps a part that did go out once; a reply VK failed to take (network,
+server errors) is sent the same way by the replay round once VK answers again.
 """
 
 from __future__ import annotations
@@ -436,7 +437,7 @@ class VkAdapter:
             notice = handling.result().notice if done and handling.exception() is None else None
             await self._answer(incoming, notice)
         reply: Reply = await handling
-        await send_reply(
+        sent = await send_reply(
             self.client,
             incoming.who.chat_id,
             reply,
@@ -445,7 +446,8 @@ class VkAdapter:
             attempts=self.send_attempts,
             backoff=self.send_backoff,
         )
-        self.engine.delivered(TRANSPORT, incoming.update_id, reply)
+        if sent.settled:  # otherwise VK failed: the kept reply goes out with a later replay round
+            self.engine.delivered(TRANSPORT, incoming.update_id, reply)
 
     async def _answer(self, incoming: Incoming, notice: str | None) -> None:
         try:
@@ -483,7 +485,9 @@ class VkAdapter:
         except Exception as error:
             log.warning("vk: could not read the kept replies: %s", type(error).__name__)
             return
-        in_hand = self.engine.deliveries.in_hand(TRANSPORT) | set(self._recent)
+        # A reply still being sent by its handler may go again: VK keeps each part once (random_id).
+        in_hand = self.engine.deliveries.in_hand(TRANSPORT)
+        sent = 0
         for update_id, kept in due:
             if update_id in in_hand:
                 continue
@@ -492,12 +496,15 @@ class VkAdapter:
             except (ValueError, TypeError):
                 log.warning("vk: a kept reply is unreadable; dropped")
             else:
-                await send_reply(self.client, chat_id, reply, key=f"u:{update_id}",
-                                 caps=self._caps.get(str(chat_id), ClientCaps()),
-                                 attempts=self.send_attempts, backoff=self.send_backoff)
+                result = await send_reply(self.client, chat_id, reply, key=f"u:{update_id}",
+                                          caps=self._caps.get(str(chat_id), ClientCaps()),
+                                          attempts=self.send_attempts, backoff=self.send_backoff)
+                if not result.settled:  # VK is still failing: the rest wait for the next round
+                    break
+                sent += 1
             self.engine.deliveries.sent(TRANSPORT, update_id)
-        if due:
-            log.info("vk: sent %d kept replies", len(due))
+        if sent:
+            log.info("vk: sent %d kept replies", sent)
 
     async def _replay_pending(self, older_than: timedelta | None = None) -> None:
         """Send the replies kept unsent, then queue events journaled but never handled (the

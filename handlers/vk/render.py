@@ -199,6 +199,16 @@ async def send_part(client: VkClient, peer_id: int | str, part: VkPart, *, rando
     )
 
 
+@dataclass(frozen=True)
+class ReplySent:
+    """What became of a reply: the parts that went out, and whether it is settled (every part
+    sent or refused for good). An unsettled reply stopped at a part VK may take later (network,
+    server, rate limit): sent again, under the same random ids, it completes without duplicates."""
+
+    parts: int
+    settled: bool = True
+
+
 async def send_reply(
     client: VkClient,
     peer_id: int | str,
@@ -208,12 +218,13 @@ async def send_reply(
     caps: ClientCaps = ClientCaps(),
     attempts: int = 3,
     backoff: float = 0.5,
-) -> int:
-    """Send a reply to a person; return how many parts went out.
+) -> ReplySent:
+    """Send a reply to a person, in order.
 
     A part that fails with a network or server error is retried (`attempts` in all) with the
-    same `random_id`, so VK stores it once. A recipient who forbade messages stops the reply;
-    any other refusal skips just that part. Nothing is raised for platform errors.
+    same `random_id`, so VK stores it once; if it still fails, the reply stops there, unsettled.
+    A recipient who forbade messages stops the reply for good; any other refusal skips just
+    that part. Nothing is raised for platform errors.
     """
     sent = 0
     for index, part in enumerate(plan_reply(reply, caps)):
@@ -225,18 +236,21 @@ async def send_reply(
                 raise
             except Exception as exc:
                 error = classify_vk_error(exc)
-                if isinstance(error, (Transient, SlowDown)) and attempt < attempts:
-                    await asyncio.sleep(backoff * 2 ** (attempt - 1))
-                    continue
+                if isinstance(error, (Transient, SlowDown)):
+                    if attempt < attempts:
+                        await asyncio.sleep(backoff * 2 ** (attempt - 1))
+                        continue
+                    log.warning("vk: reply part %d not sent (%s); the rest waits", index, error)
+                    return ReplySent(sent, settled=False)
                 if isinstance(error, Unreachable):
                     log.info("vk: peer %s cannot be written to (%s)", _masked(peer_id), error)
-                    return sent
+                    return ReplySent(sent)
                 log.warning("vk: reply part %d not sent: %s", index, error)
                 break
             else:
                 sent += 1
                 break
-    return sent
+    return ReplySent(sent)
 
 
 def _masked(peer_id: int | str) -> str:

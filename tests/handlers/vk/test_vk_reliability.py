@@ -188,7 +188,7 @@ async def test_a_person_who_forbade_messages_stops_the_reply_without_retries(fak
 
     sent = await send_reply(vk_client, USER, Reply(messages=[OutMessage("раз"), OutMessage("два")]), key="k")
 
-    assert sent == 0
+    assert sent.parts == 0 and sent.settled
     assert len(fake.calls_to("messages.send")) == 1
 
 
@@ -282,6 +282,32 @@ async def test_a_reply_committed_before_a_crash_goes_out_at_the_next_start_once(
 
     (message,) = fake.messages_to(USER)  # VK keeps a part sent again under its random_id once
     assert message["text"].startswith("Здравствуйте!")
+    async with db.unit() as uow:
+        row = (await uow.session.execute(select(InboxUpdate))).scalar_one()
+    assert row.handled_at is not None and row.reply is None
+
+
+async def test_a_reply_vk_failed_to_take_goes_out_with_a_later_replay_round_once(fake, vk_client, engine, db):
+    from datetime import timedelta
+
+    adapter = VkAdapter(vk_client, engine, db, wait=0.2, send_attempts=2, send_backoff=0.01,
+                        replay_every=0.1, orphan_age=timedelta(seconds=0.3))
+    fake.fail_next("messages.send", 10, times=3, peer_id=USER)  # VK down for the first send, and one resend
+    await adapter.start()
+    try:
+        await fake.wait_long_poll_started()
+        await VkPerson(fake, adapter, USER).start()
+        deadline = time.monotonic() + 10
+        while not fake.messages_to(USER) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # a few more rounds: nothing goes twice
+    finally:
+        await adapter.stop()
+        await engine.close()
+
+    (message,) = fake.messages_to(USER)
+    assert message["text"].startswith("Здравствуйте!")
+    assert len(fake.calls_to("messages.send")) >= 4  # two failed tries, a failed resend, then the resend
     async with db.unit() as uow:
         row = (await uow.session.execute(select(InboxUpdate))).scalar_one()
     assert row.handled_at is not None and row.reply is None

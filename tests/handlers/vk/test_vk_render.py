@@ -159,7 +159,7 @@ async def test_files_are_uploaded_and_attached_after_the_text(fake, vk_client):
     sent = await send_reply(vk_client, USER, reply, key="u:files")
 
     text, doc, photo = fake.messages_to(USER)
-    assert sent == 3 and text["text"] == "Ваши файлы:"
+    assert sent.parts == 3 and sent.settled and text["text"] == "Ваши файлы:"
     assert doc["text"] == "Сводка за ноябрь" and doc["attachments"][0].startswith("doc-")
     assert photo["attachments"][0].startswith("photo-")
     assert fake.uploads[0]["bytes"] == report.content and fake.uploads[1]["bytes"] == chart.content
