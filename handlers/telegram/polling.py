@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import (
@@ -95,7 +95,7 @@ class Intake:
             log.info("replaying %d journaled updates", replayed)
         return replayed
 
-    async def resend_due(self, received_before=None) -> int:
+    async def resend_due(self, received_before: datetime | None = None) -> int:
         """Send the replies of handled updates not known to be sent (oldest first), except those
         this process has in hand; stops at the first failure Telegram may recover from."""
         engine = self.dispatcher.get("engine")

@@ -31,7 +31,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from vk_api.bot_longpoll import VkBotLongPoll
@@ -475,7 +475,7 @@ class VkAdapter:
                 continue
             await self._replay_pending(self.orphan_age)
 
-    async def _resend_due(self, before) -> None:
+    async def _resend_due(self, before: datetime | None) -> None:
         """Send the replies of handled events not known to be sent (the process ended between the
         commit and the send), oldest first. Each part goes with the `random_id` of the first try,
         so VK stores a part that did go out once."""

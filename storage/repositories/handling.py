@@ -160,8 +160,8 @@ async def finish_update(uow: UnitOfWork, transport: str, external_id: str, updat
     (`dialogs.model.encode_reply`) until it is sent; commit after SAVED."""
     if uow.dialect != "postgresql":
         await uow.conversations.save(transport, external_id, state)
-        if update_id is not None:
-            await CLAIM.execute(uow.session, utcnow(), reply, transport, update_id)
+        if update_id is not None:  # the start found it unhandled, and nobody else writes meanwhile
+            await uow.inbox.claim(transport, update_id, reply)
         return Outcome.SAVED
     session = uow.session
     if session.new or session.dirty or session.deleted:

@@ -149,11 +149,6 @@ class InboxRepository:
         rows = await self.session.execute(statement.order_by(TABLE.c.seq).limit(limit))
         return [(row.update_id, row.reply) for row in rows]
 
-    async def delivered(self, transport: str, update_ids: list[str]) -> None:
-        """Forget the kept replies of these updates: sent (or given up on)."""
-        if update_ids:
-            await delivered_statement(len(update_ids)).execute(self.session, transport, *update_ids)
-
     async def prune(self, before: datetime) -> int:
         """Delete rows handled before `before` (their replies too: a week-old reply is moot)."""
         result = await self.session.execute(
