@@ -24,7 +24,8 @@ from aiogram.types import Update
 from pydantic import ValidationError
 
 from bot.metrics import DUPLICATES
-from dialogs.model import decode_reply
+from dialogs.model import Reply
+from handlers.kept_replies import resend_kept
 from handlers.telegram.render import send_reply
 from handlers.telegram.router import sender_of
 from handlers.telegram.session import call_json
@@ -96,31 +97,24 @@ class Intake:
         return replayed
 
     async def resend_due(self, received_before: datetime | None = None) -> int:
-        """Send the replies of handled updates not known to be sent (oldest first), except those
-        this process has in hand; stops at the first failure Telegram may recover from."""
+        """Send the replies of handled updates not known to be sent (`handlers.kept_replies`),
+        except those this process has in hand; stops at the first failure Telegram may recover from."""
         engine = self.dispatcher.get("engine")
         if engine is None:
             return 0
-        async with self.db.unit() as uow:
-            due = await uow.inbox.undelivered(TRANSPORT, received_before=received_before)
-        in_hand = engine.deliveries.in_hand(TRANSPORT) | self._in_flight
-        sent = 0
-        for update_id, kept in due:
-            if update_id in in_hand:
-                continue
+
+        async def send(_update_id: str, chat_id: str, reply: Reply) -> bool:
             try:
-                chat_id, reply = decode_reply(kept)
                 await send_reply(self.bot, chat_id, reply)
-                sent += 1
-            except (ValueError, TypeError, *UNDELIVERABLE) as error:
+            except UNDELIVERABLE as error:
                 log.warning("a kept reply cannot be delivered (%s); dropped", type(error).__name__)
             except Exception as error:  # Telegram is down or slow: the rest wait for the next round
                 log.warning("could not send kept replies (%s); trying again later", type(error).__name__)
-                break
-            engine.deliveries.sent(TRANSPORT, update_id)
-        if sent:
-            log.info("sent %d replies kept from before a stop or a failure", sent)
-        return sent
+                return False
+            return True
+
+        return await resend_kept(self.db, engine.deliveries, TRANSPORT, send,
+                                 received_before=received_before, skip=self._in_flight)
 
     async def keep_replaying(self, every: float = REPLAY_EVERY, older_than: timedelta = ORPHAN_AGE) -> None:
         """Until stopped, now and then: settle the updates the engine answered with "try again"

@@ -38,7 +38,8 @@ from vk_api.bot_longpoll import VkBotLongPoll
 
 from bot.metrics import DUPLICATES, REPLY_SECONDS, UPDATES
 from dialogs.engine import DialogEngine
-from dialogs.model import CommandEvent, Event, ExternalId, OtherEvent, PressEvent, Reply, TextEvent, decode_reply
+from dialogs.model import CommandEvent, Event, ExternalId, OtherEvent, PressEvent, Reply, TextEvent
+from handlers.kept_replies import resend_kept
 from handlers.vk.api_session import make_vk_api
 from handlers.vk.client import VkClient
 from handlers.vk.render import ClientCaps, send_reply, snackbar_text
@@ -476,35 +477,20 @@ class VkAdapter:
             await self._replay_pending(self.orphan_age)
 
     async def _resend_due(self, before: datetime | None) -> None:
-        """Send the replies of handled events not known to be sent (the process ended between the
-        commit and the send), oldest first. Each part goes with the `random_id` of the first try,
-        so VK stores a part that did go out once."""
+        """Send the replies of handled events not known to be sent (`handlers.kept_replies`),
+        oldest first. Each part goes with the `random_id` of the first try, so VK stores a part
+        that did go out once; a reply still being sent by its handler may go again harmlessly."""
+
+        async def send(update_id: str, chat_id: str, reply: Reply) -> bool:
+            result = await send_reply(self.client, chat_id, reply, key=f"u:{update_id}",
+                                      caps=self._caps.get(str(chat_id), ClientCaps()),
+                                      attempts=self.send_attempts, backoff=self.send_backoff)
+            return result.settled  # unsettled: VK is still failing, the rest wait for the next round
+
         try:
-            async with self.db.unit() as uow:
-                due = await uow.inbox.undelivered(TRANSPORT, received_before=before)
+            await resend_kept(self.db, self.engine.deliveries, TRANSPORT, send, received_before=before)
         except Exception as error:
             log.warning("vk: could not read the kept replies: %s", type(error).__name__)
-            return
-        # A reply still being sent by its handler may go again: VK keeps each part once (random_id).
-        in_hand = self.engine.deliveries.in_hand(TRANSPORT)
-        sent = 0
-        for update_id, kept in due:
-            if update_id in in_hand:
-                continue
-            try:
-                chat_id, reply = decode_reply(kept)
-            except (ValueError, TypeError):
-                log.warning("vk: a kept reply is unreadable; dropped")
-            else:
-                result = await send_reply(self.client, chat_id, reply, key=f"u:{update_id}",
-                                          caps=self._caps.get(str(chat_id), ClientCaps()),
-                                          attempts=self.send_attempts, backoff=self.send_backoff)
-                if not result.settled:  # VK is still failing: the rest wait for the next round
-                    break
-                sent += 1
-            self.engine.deliveries.sent(TRANSPORT, update_id)
-        if sent:
-            log.info("vk: sent %d kept replies", sent)
 
     async def _replay_pending(self, older_than: timedelta | None = None) -> None:
         """Send the replies kept unsent, then queue events journaled but never handled (the

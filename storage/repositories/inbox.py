@@ -141,13 +141,7 @@ class InboxRepository:
                           received_before: datetime | None = None) -> list[tuple[str, str]]:
         """Replies of handled updates not known to be sent (the process ended or the channel
         failed in between), oldest first: (update id, `encode_reply` text)."""
-        statement = select(TABLE.c.update_id, TABLE.c.reply).where(
-            TABLE.c.transport == transport, TABLE.c.reply.is_not(None)
-        )
-        if received_before is not None:
-            statement = statement.where(TABLE.c.received_at < received_before)
-        rows = await self.session.execute(statement.order_by(TABLE.c.seq).limit(limit))
-        return [(row.update_id, row.reply) for row in rows]
+        return await self._oldest(TABLE.c.reply, TABLE.c.reply.is_not(None), transport, limit, received_before)
 
     async def prune(self, before: datetime) -> int:
         """Delete rows handled before `before` (their replies too: a week-old reply is moot)."""
@@ -167,13 +161,17 @@ class InboxRepository:
     async def pending(self, transport: str, limit: int = 1000, *,
                       received_before: datetime | None = None) -> list[tuple[str, str]]:
         """Updates recorded but not handled (after a crash), oldest first: (update id, payload)."""
-        statement = select(TABLE.c.update_id, TABLE.c.payload).where(
-            TABLE.c.transport == transport, TABLE.c.handled_at.is_(None)
-        )
+        return await self._oldest(TABLE.c.payload, TABLE.c.handled_at.is_(None), transport, limit, received_before)
+
+    async def _oldest(self, column, condition, transport: str, limit: int,
+                      received_before: datetime | None) -> list[tuple[str, str]]:
+        """(update id, `column`) of the transport's rows meeting `condition`, oldest first; with
+        `received_before`, only rows received earlier."""
+        statement = select(TABLE.c.update_id, column).where(TABLE.c.transport == transport, condition)
         if received_before is not None:
             statement = statement.where(TABLE.c.received_at < received_before)
         rows = await self.session.execute(statement.order_by(TABLE.c.seq).limit(limit))
-        return [(row.update_id, row.payload) for row in rows]
+        return [(row[0], row[1]) for row in rows]
 
 
 class Deliveries:
