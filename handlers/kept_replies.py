@@ -24,11 +24,12 @@ Send = Callable[[str, str, Reply], Awaitable[bool]]
 
 
 async def resend_kept(db: Database, deliveries: Deliveries, transport: str, send: Send, *,
-                      received_before: datetime | None = None, skip: set[str] | frozenset = frozenset()) -> int:
+                      received_before: datetime | None = None, handled_before: datetime | None = None,
+                      skip: set[str] | frozenset = frozenset()) -> int:
     """Send the kept replies of `transport` oldest first, except those in hand here (sent and not
     yet marked, or in `skip`); returns how many were settled."""
     async with db.unit() as uow:
-        due = await uow.inbox.undelivered(transport, received_before=received_before)
+        due = await uow.inbox.undelivered(transport, received_before=received_before, handled_before=handled_before)
     in_hand = deliveries.in_hand(transport) | skip
     settled = 0
     for update_id, kept in due:

@@ -39,6 +39,8 @@ TRANSPORT = "telegram"
 ALLOWED = ["message", "callback_query"]
 # A kept reply Telegram refuses for good (the person blocked the bot, the chat is gone): dropped.
 UNDELIVERABLE = (TelegramForbiddenError, TelegramBadRequest, TelegramNotFound, TelegramEntityTooLarge)
+# A reply another replica stored this recently may still be on its way: not sent again at a start.
+SETTLE = timedelta(seconds=2)
 
 
 # Updates handled at once, by database. Handling is mostly database work; a few updates in flight
@@ -84,7 +86,11 @@ class Intake:
         the last stop (or crash); with `older_than`, only updates received at least that long
         ago (orphans of a dead replica, or replies Telegram failed to take)."""
         before = utcnow() - older_than if older_than is not None else None
-        await self.resend_due(before)
+        if older_than is None:  # a start
+            await self._let_live_replicas_send()
+            await self.resend_due(handled_before=utcnow() - SETTLE)
+        else:
+            await self.resend_due(before)
         async with self.db.unit() as uow:
             pending = await uow.inbox.pending(TRANSPORT, received_before=before)
         replayed = 0
@@ -96,7 +102,19 @@ class Intake:
             log.info("replaying %d journaled updates", replayed)
         return replayed
 
-    async def resend_due(self, received_before: datetime | None = None) -> int:
+    async def _let_live_replicas_send(self) -> None:
+        """At a start, a reply kept moments ago may be another replica's (webhook mode), about to
+        be sent and marked: wait until the youngest is `SETTLE` old (a dead process's replies are
+        older by then) and send only those older than that. A single process waits only when it
+        was killed just now."""
+        async with self.db.unit() as uow:
+            last = await uow.inbox.last_kept_at(TRANSPORT)
+        wait = (last + SETTLE - utcnow()).total_seconds() if last is not None else 0
+        if wait > 0:
+            await self._sleep(min(wait, SETTLE.total_seconds()))
+
+    async def resend_due(self, received_before: datetime | None = None, *,
+                         handled_before: datetime | None = None) -> int:
         """Send the replies of handled updates not known to be sent (`handlers.kept_replies`),
         except those this process has in hand; stops at the first failure Telegram may recover from."""
         engine = self.dispatcher.get("engine")
@@ -113,8 +131,8 @@ class Intake:
                 return False
             return True
 
-        return await resend_kept(self.db, engine.deliveries, TRANSPORT, send,
-                                 received_before=received_before, skip=self._in_flight)
+        return await resend_kept(self.db, engine.deliveries, TRANSPORT, send, received_before=received_before,
+                                 handled_before=handled_before, skip=self._in_flight)
 
     async def keep_replaying(self, every: float = REPLAY_EVERY, older_than: timedelta = ORPHAN_AGE) -> None:
         """Until stopped, now and then: settle the updates the engine answered with "try again"

@@ -15,7 +15,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.driver_sql import DriverStatement, many
@@ -137,11 +137,20 @@ class InboxRepository:
             .values(handled_at=utcnow(), payload=None)
         )
 
-    async def undelivered(self, transport: str, limit: int = 1000, *,
-                          received_before: datetime | None = None) -> list[tuple[str, str]]:
+    async def undelivered(self, transport: str, limit: int = 1000, *, received_before: datetime | None = None,
+                          handled_before: datetime | None = None) -> list[tuple[str, str]]:
         """Replies of handled updates not known to be sent (the process ended or the channel
         failed in between), oldest first: (update id, `encode_reply` text)."""
-        return await self._oldest(TABLE.c.reply, TABLE.c.reply.is_not(None), transport, limit, received_before)
+        condition = TABLE.c.reply.is_not(None)
+        if handled_before is not None:
+            condition = and_(condition, TABLE.c.handled_at < handled_before)
+        return await self._oldest(TABLE.c.reply, condition, transport, limit, received_before)
+
+    async def last_kept_at(self, transport: str) -> datetime | None:
+        """When the youngest reply still kept was stored (its update handled), if any."""
+        return (await self.session.execute(
+            select(func.max(TABLE.c.handled_at)).where(TABLE.c.transport == transport, TABLE.c.reply.is_not(None))
+        )).scalar()
 
     async def prune(self, before: datetime) -> int:
         """Delete rows handled before `before` (their replies too: a week-old reply is moot)."""

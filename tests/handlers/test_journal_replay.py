@@ -177,3 +177,32 @@ async def test_handled_rows_are_pruned_after_a_week_unhandled_ones_never(db):
         assert await uow.inbox.prune(utcnow() - KEEP_HANDLED) == 1
         await uow.commit()
     assert await handled(db) == {"recent": True, "unhandled": False}
+
+
+async def test_at_a_start_a_reply_another_replica_stored_just_now_is_left_to_it(db, emulator, clock):
+    """Webhook mode, several replicas: one starts while another is sending a reply it has just
+    stored. Only the reply of the process killed earlier is sent again."""
+    await emulator.clear()
+    dead, live = emulator.chat(82_005), emulator.chat(82_006)
+    engine, other_replica = (DialogEngine(db, build_registry(), clock=clock) for _ in range(2))
+    for update_id, someone in (("9401", dead), ("9402", live)):
+        await journal(db, start_update(int(update_id), someone.user_id), age=timedelta(seconds=1))
+        await engine.handle(who_of(someone.user_id, someone.user_id), CommandEvent("start"), update_id=update_id)
+    async with db.unit() as uow:  # the killed process stored its reply a while ago
+        await uow.session.execute(update_statement("9401").values(handled_at=utcnow() - timedelta(seconds=10)))
+        await uow.commit()
+
+    async def the_live_replica_sends_its_reply() -> None:
+        await asyncio.sleep(0.5)
+        other_replica.deliveries.sent("telegram", "9402")
+        await other_replica.close()
+
+    intake, bot = intake_of(db, emulator, engine)
+    try:
+        await asyncio.gather(intake.replay_pending(), the_live_replica_sends_its_reply())
+        await dead.wait_for(1, timeout=10)
+        await engine.close()
+    finally:
+        await bot.session.close()
+    assert len(await dead.messages()) == 1 and await live.messages() == []
+    assert await kept_replies(db) == {"9401": None, "9402": None}
