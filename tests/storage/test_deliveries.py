@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from dialogs.model import OutMessage, Reply
 from storage.db import create_engine
 from storage.models import InboxUpdate
 from storage.repositories.inbox import Deliveries
@@ -51,3 +52,20 @@ async def test_marks_that_fail_stay_in_hand_and_land_with_the_next_mark(db, tmp_
     await deliveries.flush()
     assert deliveries.in_hand("telegram") == set()
     assert await kept(db) == {update_id: None, later: None}
+
+
+async def test_a_graceful_stop_marks_the_replies_sent_just_before_it(tmp_path):
+    from bot.settings import DbSettings, Settings
+    from bot.wiring import build_app
+
+    app = await build_app(Settings(_env_file=None, db=DbSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'b.sqlite3'}")))
+    (update_id,) = await keep_replies(app.db, 1)
+    app.engine.delivered("telegram", update_id, Reply([OutMessage("Готово")]))  # sent a moment before the stop
+
+    await app.close()
+
+    app = await build_app(Settings(_env_file=None, db=DbSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'b.sqlite3'}")))
+    try:
+        assert await kept(app.db) == {update_id: None}  # not sent again at the next start
+    finally:
+        await app.close()
