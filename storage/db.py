@@ -10,6 +10,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from storage import asyncpg_reads
 from storage.sqlite_inline import InlineConnection, inline_creator
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,12 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     # The pool keeps a connection for each update in flight (handlers.telegram.polling.CONCURRENCY)
     # plus the journal, the presence slot and the scheduler's jobs, so the steady load never goes
     # into overflow, whose connections are opened and closed for each use.
-    engine = create_async_engine(url, echo=echo, pool_size=16, max_overflow=10, hide_parameters=True)
+    options: dict = {}
+    if make_url(url).get_driver_name() == "asyncpg":
+        options["module"] = asyncpg_reads.reads_first_dbapi()  # a unit's first reads skip BEGIN/COMMIT
+    engine = create_async_engine(url, echo=echo, pool_size=16, max_overflow=10, hide_parameters=True, **options)
+    if options:
+        asyncpg_reads.install(engine.sync_engine)
     _ping_when_idle(engine)
     return engine
 

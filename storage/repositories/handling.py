@@ -15,8 +15,9 @@ and marks it handled only if it saved. It locks the journal row first, then the 
 two replicas given the same update cannot deadlock, and one of them leaves it (`DUPLICATE`). A
 replica that changed the person's state in between (another update of theirs) makes the end
 report `CONFLICT`, and the update is handled again over the new state. A flow that writes
-anything else starts the unit's transaction with its first statement; the end then runs in that
-transaction, and nothing lands unless it saves. The Telegram intake reads the start of each new
+anything else starts the unit's transaction with its first write (plain reads before it run on
+their own: `storage.asyncpg_reads`); the end then runs in that transaction, and nothing lands
+unless it saves. The Telegram intake reads the start of each new
 update with the statement that journals it (`journal_and_start`), so an update that changes only
 the dialog state costs one statement more.
 """

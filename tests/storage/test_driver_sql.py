@@ -9,8 +9,8 @@ import threading
 from datetime import timezone
 
 import pytest
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from dialogs.model import ExternalId
 from storage import db as storage_db
@@ -350,3 +350,88 @@ async def test_an_update_that_changes_only_the_dialog_state_sends_no_begin_and_c
 
     assert await statements_of(writes=False) == []
     assert await statements_of(writes=True) == ["BEGIN", "COMMIT"]
+
+
+async def simple_queries_of(db, body) -> list[str]:
+    """The simple queries (BEGIN, COMMIT, ROLLBACK) a unit running `body(uow)` sent on PostgreSQL."""
+    sent: list[str] = []
+    async with db.unit() as uow:
+        raw = (await (await driver_sql.connection_of(uow.session)).get_raw_connection()).driver_connection
+
+        def logger(record) -> None:
+            sent.append(record.query.split()[0].rstrip(";").upper())
+
+        raw.add_query_logger(logger)
+        try:
+            await body(uow)
+        finally:
+            await asyncio.sleep(0.05)  # asyncpg calls the loggers soon, not at once
+            raw.remove_query_logger(logger)
+    return sent
+
+
+@pytest.mark.postgres_only
+async def test_a_unit_that_only_reads_through_the_orm_sends_no_begin_and_commit(db):
+    """A registered person's menu: their member read through the ORM, then the end of the update.
+    Two round trips, not four."""
+    await journal(db.engine, "telegram", [("95", "{}")])
+    async with db.unit() as uow:
+        uow.session.add(Member(role=Role.TEACHER, full_name="Васильева Ирина Олеговна"))
+        await uow.commit()
+
+    async def registered_menu(uow) -> None:
+        start = await uow.start_update("telegram", "909", "95")
+        assert (await uow.session.execute(select(Member.full_name))).scalar_one() == "Васильева Ирина Олеговна"
+        assert await uow.finish_update("telegram", "909", "95", DialogState("menu", "main"), start) is Outcome.SAVED
+        await uow.commit()
+
+    assert await simple_queries_of(db, registered_menu) == []
+    async with db.unit() as uow:
+        assert await uow.conversations.load("telegram", "909") == DialogState("menu", "main")
+
+
+@pytest.mark.postgres_only
+async def test_writes_after_a_first_read_are_one_transaction(db):
+    """The transaction begins at the first write; all writes are in it: a failure after the first
+    leaves none of them."""
+    async def body(uow) -> None:
+        await uow.session.execute(select(Member.id))  # outside the transaction
+        uow.session.add(Member(role=Role.TEACHER, full_name="Первая Запись"))
+        await uow.flush()
+        uow.session.add(Account(transport="telegram", external_id="912", chat_id="912", member_id=10**9))
+        with pytest.raises(IntegrityError):  # no such member
+            await uow.flush()
+        await uow.rollback()
+
+    assert await simple_queries_of(db, body) == ["BEGIN", "ROLLBACK"]
+    async with db.unit() as uow:
+        assert (await uow.session.execute(select(Member.id))).first() is None
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("lock", ["row", "advisory"])
+async def test_a_locking_read_that_comes_first_begins_the_transaction_and_holds_its_lock(db, lock):
+    async with db.unit() as uow:
+        uow.session.add(Member(role=Role.TEACHER, full_name="Запертая Запись"))
+        await uow.commit()
+    async with db.unit() as holder, db.unit() as other:
+        if lock == "row":
+            await holder.session.execute(select(Member.id).with_for_update())
+            with pytest.raises(DBAPIError, match="could not obtain lock"):  # held: the lock lives in a transaction
+                await other.session.execute(select(Member.id).with_for_update(nowait=True))
+        else:
+            await holder.session.execute(text("SELECT pg_advisory_xact_lock(4242)"))
+            assert (await other.session.execute(text("SELECT pg_try_advisory_xact_lock(4242)"))).scalar() is False
+
+
+def test_only_selects_that_neither_lock_nor_change_anything_skip_the_transaction():
+    from storage.asyncpg_reads import plain_read
+
+    assert plain_read("SELECT members.id FROM members WHERE members.id = $1")
+    assert plain_read("  select 1")
+    for statement in ("SELECT members.id FROM members FOR UPDATE", "SELECT id FROM members FOR NO KEY UPDATE",
+                      "SELECT id FROM members FOR SHARE SKIP LOCKED", "SELECT pg_advisory_xact_lock(1)",
+                      "SELECT pg_try_advisory_lock(1)", "SELECT nextval('members_id_seq')",
+                      "WITH x AS (DELETE FROM inbox RETURNING 1) SELECT * FROM x", "UPDATE inbox SET reply = NULL",
+                      "INSERT INTO members (id) VALUES (1)"):
+        assert not plain_read(statement), statement
