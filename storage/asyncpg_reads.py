@@ -27,10 +27,11 @@ from sqlalchemy import event
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection, AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.engine import Engine
 
-# A SELECT that locks rows, takes an advisory lock, or moves a sequence needs its transaction.
+# A SELECT that locks rows, takes an advisory lock, moves a sequence or creates a table (SELECT …
+# INTO) needs its transaction.
 _NEEDS_TRANSACTION = re.compile(
     r"\bFOR\s+(?:UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b|\bpg_\w*advisory|\b(?:nextval|setval|txid_current"
-    r"|pg_current_xact_id)\b",
+    r"|pg_current_xact_id|INTO)\b",
     re.IGNORECASE,
 )
 _PLAIN: dict[str, bool] = {}  # statement text → plain read (the texts come from SQLAlchemy's compiled cache)

@@ -432,6 +432,7 @@ def test_only_selects_that_neither_lock_nor_change_anything_skip_the_transaction
     for statement in ("SELECT members.id FROM members FOR UPDATE", "SELECT id FROM members FOR NO KEY UPDATE",
                       "SELECT id FROM members FOR SHARE SKIP LOCKED", "SELECT pg_advisory_xact_lock(1)",
                       "SELECT pg_try_advisory_lock(1)", "SELECT nextval('members_id_seq')",
+                      "SELECT id INTO TEMPORARY copied FROM members",
                       "WITH x AS (DELETE FROM inbox RETURNING 1) SELECT * FROM x", "UPDATE inbox SET reply = NULL",
                       "INSERT INTO members (id) VALUES (1)"):
         assert not plain_read(statement), statement
