@@ -140,7 +140,7 @@ class DialogEngine:
                 start, prefetched = prefetched, None  # run again, it reads the state that changed
                 try:
                     reply = await self._attempt(who, event, update_id, start)
-                except (IntegrityError, DBAPIError) as error:
+                except DBAPIError as error:  # IntegrityError among them
                     if attempt == ATTEMPTS or not _race(error):
                         raise
                     continue

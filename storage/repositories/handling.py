@@ -17,9 +17,9 @@ replica that changed the person's state in between (another update of theirs) ma
 report `CONFLICT`, and the update is handled again over the new state. A flow that writes
 anything else starts the unit's transaction with its first write (plain reads before it run on
 their own: `storage.asyncpg_reads`); the end then runs in that transaction, and nothing lands
-unless it saves. The Telegram intake reads the start of each new
-update with the statement that journals it (`journal_and_start`), so an update that changes only
-the dialog state costs one statement more.
+unless it saves. The Telegram intake reads the start of each new update with the statement that
+journals it (`journal_and_start`), so an update that changes only the dialog state costs one
+statement more.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class Outcome(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Start:
     """Whether the update is still to be handled, and the person's state (None if they have
-    none yet) with the version it was read at; on PostgreSQL also their member id."""
+    none yet) with the version it was read at, and their member id (None if unregistered)."""
 
     ours: bool
     state: DialogState | None

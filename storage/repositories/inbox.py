@@ -113,9 +113,10 @@ class InboxRepository:
         """Mark a journaled update handled (in the caller's transaction), keeping its `reply`
         (`dialogs.model.encode_reply`) until it is sent; False if it already was handled.
 
-        One statement on the hot path: the UPDATE also locks the row on PostgreSQL, so two
-        replicas given the same update handle it once. An update that was never journaled is
-        claimable too (its row simply does not exist).
+        The end of an update's handling on SQLite (PostgreSQL's end statement embeds `CLAIM`).
+        On PostgreSQL the UPDATE also locks the row, so two replicas given the same update
+        handle it once. An update that was never journaled is claimable too (its row simply
+        does not exist).
         """
         result = await CLAIM.execute(self.session, utcnow(), reply, transport, update_id)
         if result.rowcount == 1:
