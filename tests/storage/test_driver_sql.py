@@ -321,37 +321,6 @@ async def test_a_state_the_update_itself_erased_is_saved_afresh(db):
         assert await uow.conversations.load("telegram", "911") == DialogState("start", "erased")
 
 
-@pytest.mark.postgres_only
-async def test_an_update_that_changes_only_the_dialog_state_sends_no_begin_and_commit(db):
-    """Two round trips, not four: the start and the end are each a transaction of their own. A flow
-    that writes anything else still gets the unit's transaction, with the end inside it. (asyncpg
-    tells its query loggers of simple queries such as BEGIN and COMMIT, not of prepared ones.)"""
-    await journal(db.engine, "telegram", [("93", "{}"), ("94", "{}")])
-
-    async def statements_of(writes: bool) -> list[str]:
-        sent: list[str] = []
-        async with db.unit() as uow:
-            raw = (await (await driver_sql.connection_of(uow.session)).get_raw_connection()).driver_connection
-            def logger(record) -> None:
-                sent.append(record.query.split()[0].rstrip(";"))
-
-            raw.add_query_logger(logger)
-            update_id = "94" if writes else "93"
-            start = await uow.start_update("telegram", "908", update_id)
-            if writes:
-                uow.session.add(Member(role=Role.TEACHER, full_name="Васильева Ирина Олеговна"))
-                await uow.flush()
-            assert await uow.finish_update("telegram", "908", update_id, DialogState("registration", "org"),
-                                           start) is Outcome.SAVED
-            await uow.commit()
-            await asyncio.sleep(0.05)  # asyncpg calls the loggers soon, not at once
-            raw.remove_query_logger(logger)
-        return sent
-
-    assert await statements_of(writes=False) == []
-    assert await statements_of(writes=True) == ["BEGIN", "COMMIT"]
-
-
 async def simple_queries_of(db, body) -> list[str]:
     """The simple queries (BEGIN, COMMIT, ROLLBACK) a unit running `body(uow)` sent on PostgreSQL."""
     sent: list[str] = []
@@ -368,6 +337,30 @@ async def simple_queries_of(db, body) -> list[str]:
             await asyncio.sleep(0.05)  # asyncpg calls the loggers soon, not at once
             raw.remove_query_logger(logger)
     return sent
+
+
+@pytest.mark.postgres_only
+async def test_an_update_that_changes_only_the_dialog_state_sends_no_begin_and_commit(db):
+    """Two round trips, not four: the start and the end are each a transaction of their own. A flow
+    that writes anything else still gets the unit's transaction, with the end inside it. (asyncpg
+    tells its query loggers of simple queries such as BEGIN and COMMIT, not of prepared ones.)"""
+    await journal(db.engine, "telegram", [("93", "{}"), ("94", "{}")])
+
+    async def statements_of(writes: bool) -> list[str]:
+        async def body(uow) -> None:
+            update_id = "94" if writes else "93"
+            start = await uow.start_update("telegram", "908", update_id)
+            if writes:
+                uow.session.add(Member(role=Role.TEACHER, full_name="Васильева Ирина Олеговна"))
+                await uow.flush()
+            assert await uow.finish_update("telegram", "908", update_id, DialogState("registration", "org"),
+                                           start) is Outcome.SAVED
+            await uow.commit()
+
+        return await simple_queries_of(db, body)
+
+    assert await statements_of(writes=False) == []
+    assert await statements_of(writes=True) == ["BEGIN", "COMMIT"]
 
 
 @pytest.mark.postgres_only
